@@ -1,0 +1,4 @@
+from .backbones import FastViT
+from .utils.reparam import reparameterize_model
+
+__all__ = ['FastViT', 'reparameterize_model']

@@ -1,0 +1,3 @@
+from .fastvit import FastViT
+
+__all__ = ['FastViT']

@@ -1,0 +1,87 @@
+"""Small layers shared by the FastViT blocks: conv+BN, layer scale, stochastic depth."""
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..utils.fusion import fold_output_scale, fuse_conv_bn
+
+
+class ConvBN(nn.Module):
+    """A bias-free convolution followed by BatchNorm (one branch of a reparameterizable block)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 groups: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups,
+                              bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(self.conv(x))
+
+    def kernel_bias(self):
+        """The ``(kernel, bias)`` of the equivalent single convolution (eval-mode BN)."""
+        return fuse_conv_bn(self.conv.weight, None, self.bn)
+
+    def to_fused_conv(self) -> nn.Conv2d:
+        """A new convolution with bias equal to this branch in eval mode."""
+        conv = self.conv
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                          groups=conv.groups, bias=True)
+        set_weight_bias(fused, *self.kernel_bias())
+        return fused
+
+
+def set_weight_bias(module: nn.Module, weight: Tensor, bias: Tensor) -> None:
+    """Copies fused values into a freshly built layer (kept out of autograd history)."""
+    with torch.no_grad():
+        module.weight.copy_(weight)
+        module.bias.copy_(bias)
+
+
+class LayerScale2d(nn.Module):
+    """Per-channel learnable scale of an NCHW tensor, ``gamma`` shaped ``(C, 1, 1)``."""
+
+    def __init__(self, dim: int, init_value: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim, 1, 1), float(init_value)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma
+
+
+def layer_scale(dim: int, init_value: Optional[float]) -> nn.Module:
+    """A :class:`LayerScale2d`, or identity when ``init_value`` is None (no layer scale)."""
+    return nn.Identity() if init_value is None else LayerScale2d(dim, init_value)
+
+
+def fold_layer_scale_into(conv: nn.Conv2d, scale: nn.Module) -> None:
+    """Folds a layer scale that follows ``conv`` (or a linear layer) into its weight and bias, in place."""
+    if not isinstance(scale, LayerScale2d):
+        return
+    with torch.no_grad():
+        weight, bias = fold_output_scale(conv.weight, conv.bias, scale.gamma)
+        conv.weight.copy_(weight)
+        if conv.bias is None:
+            conv.bias = nn.Parameter(bias)
+        else:
+            conv.bias.copy_(bias)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch of a sample with probability ``drop_prob`` in training."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob}'
