@@ -1,4 +1,5 @@
 from .backbones import FastViT
+from .classifier import FastViTClassifier
 from .utils.reparam import reparameterize_model
 
-__all__ = ['FastViT', 'reparameterize_model']
+__all__ = ['FastViT', 'FastViTClassifier', 'reparameterize_model']
