@@ -33,6 +33,31 @@ class ConvBN(nn.Module):
         return fused
 
 
+class PointwiseConv(nn.Conv2d):
+    """A 1x1, stride-1, ungrouped convolution computed as one batched matrix product over the NCHW buffer.
+
+    Same parameters and state-dict keys as ``nn.Conv2d(in, out, 1)``; only the kernel differs. On CPU, oneDNN's 1x1
+    convolution on NCHW activations reorders them on every call and runs 1.1-6x slower than the GEMM (measured here
+    for FastViT's shapes at batch 1 and 8: ``benchmarks/results/backbone_latency_cpu.md``). Inputs that are not
+    contiguous NCHW (e.g. ``channels_last``, where the convolution is already fast) take the convolution path.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not x.is_contiguous():
+            return super().forward(x)
+        b, c, h, w = x.shape
+        weight = self.weight.view(1, self.out_channels, c).expand(b, -1, -1)
+        x = x.view(b, c, h * w)
+        if self.bias is None:
+            out = torch.bmm(weight, x)
+        else:
+            out = torch.baddbmm(self.bias.view(1, -1, 1), weight, x)
+        return out.view(b, self.out_channels, h, w)
+
+
 def set_weight_bias(module: nn.Module, weight: Tensor, bias: Tensor) -> None:
     """Copies fused values into a freshly built layer (kept out of autograd history)."""
     with torch.no_grad():

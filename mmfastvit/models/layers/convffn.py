@@ -2,7 +2,7 @@
 from torch import Tensor, nn
 
 from ..utils.reparam import FULL, DeployArg, Reparameterizable
-from .common import ConvBN
+from .common import ConvBN, PointwiseConv
 
 
 class ConvFFN(Reparameterizable):
@@ -28,9 +28,9 @@ class ConvFFN(Reparameterizable):
                                   bias=True)
         else:
             self.conv = ConvBN(in_channels, in_channels, kernel_size, groups=in_channels)
-        self.fc1 = nn.Conv2d(in_channels, hidden_channels, 1)
+        self.fc1 = PointwiseConv(in_channels, hidden_channels)
         self.act = nn.GELU()
-        self.fc2 = nn.Conv2d(hidden_channels, in_channels, 1)
+        self.fc2 = PointwiseConv(hidden_channels, in_channels)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from ..utils.fusion import KernelBias, fuse_bn_identity, sum_branches
 from ..utils.reparam import DeployArg, Reparameterizable
-from .common import ConvBN, set_weight_bias
+from .common import ConvBN, PointwiseConv, set_weight_bias
 
 
 class SEBlock(nn.Module):
@@ -28,6 +28,8 @@ class SEBlock(nn.Module):
 
 
 def _fused_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int, groups: int) -> nn.Conv2d:
+    if kernel_size == 1 and stride == 1 and groups == 1:
+        return PointwiseConv(in_channels, out_channels)
     return nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=True)
 
 
