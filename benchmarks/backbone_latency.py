@@ -1,0 +1,274 @@
+"""CPU latency and peak memory of the FastViT classifier: mmfastvit's forms against timm's fused model.
+
+Four forms of one classifier (stem -> final_conv -> global average pool -> 1000-way linear), all with the same
+weights: ``train`` (ours, unfused), ``ref_fused`` (ours fused at level ``'reference'``, the form timm and Apple
+produce), ``full_fused`` (ours fused at level ``'full'``: no BatchNorm, no layer-scale multiply) and ``timm_fused``
+(timm's model after ``timm.utils.reparameterize_model``). Timed runs are interleaved round-robin across the forms, so
+drift in the machine's speed affects all of them alike. Peak memory is measured per form in a fresh subprocess.
+
+Example:
+    .venv/bin/python benchmarks/backbone_latency.py --variants t8 sa12 --threads 1
+"""
+import argparse
+import copy
+import datetime
+import json
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import mmengine
+import torch
+from mmengine.logging import MMLogger
+from torch import Tensor, nn
+
+from mmfastvit.convert import timm_to_mmfastvit
+from mmfastvit.models import FastViT, FastViTClassifier
+from mmfastvit.testing import randomize_fusable_state_
+
+try:
+    import timm
+    from timm.utils import reparameterize_model
+except ImportError as exc:
+    sys.exit(f'backbone_latency.py needs timm for the timm_fused column ({exc}); '
+             'install it with requirements/tests.txt')
+
+FORMS = ('train', 'ref_fused', 'full_fused', 'timm_fused')
+OUR_FUSION_LEVELS = {'ref_fused': 'reference', 'full_fused': 'full'}
+RATIOS = (('full_fused', 'timm_fused'), ('ref_fused', 'timm_fused'), ('full_fused', 'ref_fused'),
+          ('train', 'timm_fused'))
+AGREEMENT_TOL = 1e-4  # max |form - train| over max |train|
+MEMORY_RUNS = 3  # forwards after the high-water mark is reset
+MIB = 2**20
+# The memory child returns every allocation of 64 KiB or more to the OS when it is freed, so the resident baseline
+# read after a forward does not keep that forward's activations and the high-water mark shows the forward's peak.
+MEMORY_CHILD_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536'}
+DEFAULT_OUT = Path(__file__).resolve().parent / 'results' / 'backbone_latency_cpu'
+
+
+def randomized_timm_model(variant: str, seed: int) -> nn.Module:
+    """timm's ``fastvit_<variant>`` with seeded random BN statistics, BN affines and layer scales.
+
+    The defaults (unit BN, layer scales of 1e-5) would make most of the fusion arithmetic trivial.
+    """
+    torch.manual_seed(seed)
+    return randomize_fusable_state_(timm.create_model(f'fastvit_{variant}'), seed).eval()
+
+
+def build_forms(variant: str, seed: int, forms: Sequence[str] = FORMS) -> Dict[str, nn.Module]:
+    """The requested forms, in ``FORMS`` order and in eval mode, all carrying the same (timm's) weights."""
+    timm_model = randomized_timm_model(variant, seed)
+    ours = FastViTClassifier(variant)
+    ours.load_state_dict(timm_to_mmfastvit(timm_model.state_dict()))
+    models = {}
+    for form in forms:
+        if form == 'train':
+            models[form] = ours
+        elif form == 'timm_fused':
+            models[form] = reparameterize_model(timm_model)  # a fused deep copy
+        else:
+            models[form] = copy.deepcopy(ours)
+            models[form].backbone.switch_to_deploy(OUR_FUSION_LEVELS[form])
+    return {form: models[form].eval() for form in FORMS if form in models}
+
+
+def check_agreement(variant: str, models: Dict[str, nn.Module], x: Tensor) -> Dict[str, float]:
+    """Each form's max abs difference from the train form, relative to its output scale; exits if one is too big."""
+    with torch.inference_mode():
+        outputs = {form: model(x) for form, model in models.items()}
+    reference = outputs['train']
+    scale = max(reference.abs().max().item(), 1e-12)
+    errors = {form: (out - reference).abs().max().item() / scale for form, out in outputs.items() if form != 'train'}
+    bad = {form: err for form, err in errors.items() if not err < AGREEMENT_TOL}
+    if bad:
+        sys.exit(f'{variant}: outputs disagree with the train form (max |diff| / max |train| >= {AGREEMENT_TOL}): '
+                 + ', '.join(f'{form} {err:.2e}' for form, err in bad.items()) + '; no timings taken')
+    return errors
+
+
+def time_forms(models: Dict[str, nn.Module], x: Tensor, warmup: int, runs: int) -> Dict[str, List[float]]:
+    """Per-call wall times in ms, warm-up and timed runs both interleaved round-robin over the forms."""
+    times = {form: [] for form in models}
+    with torch.inference_mode():
+        for rep in range(warmup + runs):
+            for form, model in models.items():
+                start = time.perf_counter()
+                model(x)
+                elapsed_ms = (time.perf_counter() - start) * 1e3
+                if rep >= warmup:
+                    times[form].append(elapsed_ms)
+    return times
+
+
+def summarize(times: List[float]) -> dict:
+    """Median, p90 (nearest rank), mean, min, max and spread of one form's timed runs, with the runs themselves."""
+    ordered = sorted(times)
+    return dict(median_ms=statistics.median(ordered), p90_ms=ordered[math.ceil(0.9 * len(ordered)) - 1],
+                mean_ms=statistics.fmean(ordered), min_ms=ordered[0], max_ms=ordered[-1],
+                stdev_ms=statistics.stdev(ordered) if len(ordered) > 1 else 0.0, runs_ms=times)
+
+
+def proc_status_kib(field: str) -> int:
+    """A ``kB`` field of /proc/self/status, e.g. ``VmRSS``."""
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(field + ':'):
+            return int(line.split()[1])
+    raise KeyError(f'/proc/self/status has no {field}')
+
+
+def memory_child(variant: str, form: str, args: argparse.Namespace) -> None:
+    """Builds one form, runs it, and prints its forward's peak extra memory and its parameters as one JSON line."""
+    model = build_forms(variant, args.seed, (form,))[form]
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    with torch.inference_mode():
+        model(x)
+        baseline_kib = proc_status_kib('VmRSS')
+        try:
+            Path('/proc/self/clear_refs').write_text('5')  # resets VmHWM to the current VmRSS
+            peak_reset = True
+        except OSError:
+            peak_reset = False
+        for _ in range(MEMORY_RUNS):
+            model(x)
+        hwm_kib = proc_status_kib('VmHWM')
+    params = list(model.parameters())
+    print(json.dumps(dict(peak_mib=((hwm_kib - baseline_kib) if peak_reset else hwm_kib) * 1024 / MIB,
+                          peak_is_extra=peak_reset, baseline_rss_mib=baseline_kib * 1024 / MIB,
+                          params=sum(p.numel() for p in params),
+                          param_mib=sum(p.numel() * p.element_size() for p in params) / MIB)))
+
+
+def measure_memory(variant: str, form: str, args: argparse.Namespace) -> dict:
+    """Runs :func:`memory_child` in a fresh interpreter and returns its result."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), '--_memory-child', variant, form, '--batch',
+           str(args.batch), '--size', str(args.size), '--seed', str(args.seed), '--threads', str(args.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MEMORY_CHILD_ENV})
+    if proc.returncode != 0:
+        sys.exit(f'memory measurement of {variant}/{form} failed:\n{proc.stderr}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo."""
+    for line in Path('/proc/cpuinfo').read_text().splitlines():
+        if line.startswith('model name'):
+            return line.split(':', 1)[1].strip()
+    return 'unknown'
+
+
+def row(cells: Sequence[str]) -> str:
+    """One markdown table row."""
+    return '| ' + ' | '.join(cells) + ' |'
+
+
+def markdown(results: Dict[str, dict], settings: dict) -> str:
+    """The summary table, the per-form table, the verdict on the targets and the command that reproduces them."""
+    header = (['variant'] + [f'{f} ms' for f in FORMS] + [f'{a} / {b}' for a, b in RATIOS]
+              + [f'peak MiB {f}' for f in FORMS])
+    lines = [row(header), row(['---'] * len(header))]
+    for variant, r in results.items():
+        lines.append(row([variant] + [f"{r['latency'][f]['median_ms']:.2f}" for f in FORMS]
+                         + [f"{r['ratios'][f'{a}/{b}']:.3f}" for a, b in RATIOS]
+                         + [f"{r['memory'][f]['peak_mib']:.1f}" for f in FORMS]))
+    if all(r['memory'][f]['peak_is_extra'] for r in results.values() for f in FORMS):
+        lines += ['', 'Peak MiB: the forward\'s peak extra resident memory (VmHWM - VmRSS after a first forward), '
+                  'in a fresh process per form.']
+    else:
+        lines += ['', 'Peak MiB is the absolute VmHWM of the measuring process, imports included: '
+                  '/proc/self/clear_refs was not writable, so the forward\'s own peak could not be isolated.']
+    detail_header = ['variant', 'form', 'median ms', 'p90 ms', 'params (M)', 'param MiB', 'max rel. diff vs train']
+    lines += ['', row(detail_header), row(['---'] * len(detail_header))]
+    for variant, r in results.items():
+        for f in FORMS:
+            lat, mem = r['latency'][f], r['memory'][f]
+            diff = f"{r['max_rel_diff'][f]:.1e}" if f in r['max_rel_diff'] else '-'
+            lines.append(row([variant, f, f"{lat['median_ms']:.2f}", f"{lat['p90_ms']:.2f}",
+                              f"{mem['params'] / 1e6:.2f}", f"{mem['param_mib']:.1f}", diff]))
+
+    def verdict(ratios: Sequence[str], limit: float) -> str:
+        failing = [v for v, r in results.items() if any(r['ratios'][k] > limit for k in ratios)]
+        return 'HOLDS' if not failing else f"FAILS on {', '.join(failing)}"
+
+    lines += ['', f"Targets: ours fused no slower than timm's fused on every variant (ref_fused/timm_fused <= 1.00 and "
+              f"full_fused/timm_fused <= 1.00): {verdict(('ref_fused/timm_fused', 'full_fused/timm_fused'), 1.0)}; "
+              f"deepest fusion faster (full_fused/timm_fused <= 0.90): {verdict(('full_fused/timm_fused',), 0.9)}.",
+              '', f"Batch {settings['batch']}, 3x{settings['size']}x{settings['size']}, float32, "
+              f"{settings['threads']} thread(s), {settings['warmup']} warm-up + {settings['runs']} timed runs per form "
+              f"(medians), {settings['cpu']} ({settings['cpu_count']} cores), torch {settings['torch']}, "
+              f"timm {settings['timm']}, {settings['date']}.", '', f"Reproduce: `{settings['command']}`"]
+    return '\n'.join(lines) + '\n'
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path``, then renames it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile('w', dir=path.parent, prefix=path.name, suffix='.tmp', delete=False) as tmp:
+        tmp.write(text)
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile creates it private
+    os.replace(tmp.name, path)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--variants', nargs='+', choices=list(FastViT.arch_zoo), default=list(FastViT.arch_zoo))
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--size', type=int, default=256, help='input height and width')
+    parser.add_argument('--warmup', type=int, default=20, help='untimed runs per form')
+    parser.add_argument('--runs', type=int, default=50, help='timed runs per form')
+    parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch.set_num_threads')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the weights and the input')
+    parser.add_argument('--out', type=Path, default=DEFAULT_OUT, help='writes OUT.json and OUT.md')
+    parser.add_argument('--_memory-child', nargs=2, metavar=('VARIANT', 'FORM'), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.runs < 1 or args.warmup < 0 or args.threads < 1:
+        parser.error('--runs and --threads must be >= 1 and --warmup >= 0')
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    if args._memory_child:
+        memory_child(*args._memory_child, args)
+        return
+    logger = MMLogger.get_instance('backbone_latency', logger_name='backbone_latency')
+    settings = dict(batch=args.batch, size=args.size, warmup=args.warmup, runs=args.runs,
+                    threads=torch.get_num_threads(), seed=args.seed, dtype='float32', torch=torch.__version__,
+                    timm=timm.__version__, mmengine=mmengine.__version__, cpu=cpu_model(), cpu_count=os.cpu_count(),
+                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+                    command=shlex.join(sys.orig_argv), memory_child_env=MEMORY_CHILD_ENV,
+                    agreement_tol=AGREEMENT_TOL)
+    results = {}
+    for variant in args.variants:
+        models = build_forms(variant, args.seed)
+        x = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed))
+        errors = check_agreement(variant, models, x)
+        logger.info(f'{variant}: forms agree with train (max rel. diff {max(errors.values()):.1e}); timing '
+                    f'{args.warmup} + {args.runs} runs x {len(models)} forms')
+        latency = {form: summarize(t) for form, t in time_forms(models, x, args.warmup, args.runs).items()}
+        del models
+        memory = {}
+        for form in FORMS:
+            memory[form] = measure_memory(variant, form, args)
+            logger.info(f"{variant}/{form}: median {latency[form]['median_ms']:.2f} ms, p90 "
+                        f"{latency[form]['p90_ms']:.2f} ms, peak {memory[form]['peak_mib']:.1f} MiB, "
+                        f"{memory[form]['params'] / 1e6:.2f} M params")
+        ratios = {f'{a}/{b}': latency[a]['median_ms'] / latency[b]['median_ms'] for a, b in RATIOS}
+        results[variant] = dict(latency=latency, memory=memory, ratios=ratios, max_rel_diff=errors)
+    table = markdown(results, settings)
+    print(table, flush=True)
+    json_path, md_path = (args.out.with_name(args.out.name + suffix) for suffix in ('.json', '.md'))
+    write_atomic(json_path, json.dumps(dict(settings=settings, results=results), indent=2) + '\n')
+    write_atomic(md_path, '# FastViT classifier CPU latency\n\n' + table)
+    logger.info(f'wrote {json_path} and {md_path}')
+
+
+if __name__ == '__main__':
+    main()
