@@ -1,3 +1,36 @@
+"""mmfastvit: FastViT as an OpenMMLab plugin.
+
+The core (backbone, fusion, latency tools) needs torch and mmengine only; the task integrations need the packages in
+requirements/optional.txt (mmcv 2.1.0 with ops is built from source: see README, tools/setup_env.sh).
+"""
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
-setup(name='mmfastvit', version='0.1.0', packages=find_packages(include=['mmfastvit', 'mmfastvit.*']))
+HERE = Path(__file__).resolve().parent
+
+
+def read_requirements(name):
+    """Requirement lines of requirements/<name>.txt without comments."""
+    lines = (HERE / 'requirements' / f'{name}.txt').read_text().splitlines()
+    return [line.split('#')[0].strip() for line in lines if line.split('#')[0].strip()]
+
+
+version = re.search(r"__version__ = '([^']+)'", (HERE / 'mmfastvit' / '__init__.py').read_text()).group(1)
+
+setup(
+    name='mmfastvit',
+    version=version,
+    description='FastViT (ICCV 2023) backbones, structural reparameterization and deployment for OpenMMLab',
+    long_description=(HERE / 'README.md').read_text(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['mmfastvit', 'mmfastvit.*']),
+    python_requires='>=3.8',
+    install_requires=['torch>=2.0'] + read_requirements('runtime'),
+    extras_require={
+        'tasks': read_requirements('optional'),
+        'tests': read_requirements('tests'),
+    },
+    license='Apache-2.0',
+)

@@ -57,3 +57,15 @@ def test_backbone_import_pulls_in_no_task_package():
             'print(bad); sys.exit(1 if bad else 0)')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize('package', TASK_PACKAGES)
+def test_scoped_type_resolves_in_a_fresh_process_without_any_mmfastvit_import(package):
+    """mmengine finds mmfastvit's registry by the scope name alone, as a config with no custom_imports relies on."""
+    code = (f'import sys; from {package}.registry import MODELS; '
+            'assert not any(m.startswith("mmfastvit") for m in sys.modules); '
+            'm = MODELS.build(dict(type="mmfastvit.FastViT", arch="sa12", out_indices=(0, 3))); '
+            'print(type(m).__module__, m.out_channels)')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'mmfastvit.models.backbones.fastvit (64, 512)' in result.stdout
