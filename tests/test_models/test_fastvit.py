@@ -80,6 +80,12 @@ def test_switch_to_deploy_twice_and_on_a_model_built_fused():
     assert list(model.state_dict()) == keys
     for a, b, c in zip(first, second, third):
         assert torch.equal(a, b) and torch.equal(a, c)
+    stage = randomize_(FastViT('sa12').stages[3]).eval()  # a single stage fuses on its own too
+    y = torch.randn(1, 256, 16, 16)
+    with torch.no_grad():
+        expected = stage(y)
+        assert relative_error(stage.switch_to_deploy()(y), expected) < 1e-5
+        assert relative_error(stage.reparameterize()(y), expected) < 1e-5
     built = FastViT('sa12', deploy=True).eval()
     built.switch_to_deploy()
     assert built.deploy

@@ -22,7 +22,7 @@ _NO_CPE = (False,) * 4
 _CPE_LAST = (False, False, False, True)
 
 
-class FastViTStage(nn.Module):
+class FastViTStage(ReparameterizeMixin, nn.Module):
     """One stage: optional patch-embedding downsample, optional RepCPE, then the blocks."""
 
     def __init__(self, downsample: nn.Module, pos_emb: nn.Module, blocks: nn.Sequential) -> None:
