@@ -88,7 +88,9 @@ def test_switch_to_deploy_twice_and_on_a_model_built_fused():
         assert relative_error(stage.reparameterize()(y), expected) < 1e-5
     built = FastViT('sa12', deploy=True).eval()
     built.switch_to_deploy()
-    assert built.deploy
+    assert built.deploy and built.fused_level == 'full'
+    assert not FastViT('t8').deploy
+    assert FastViT('t8', deploy='reference').fused_level == 'reference'
 
 
 @pytest.mark.parametrize('level', ['full', 'reference'])
@@ -217,6 +219,8 @@ def test_bad_out_indices(bad, match):
 
 
 def test_other_bad_arguments():
+    with pytest.raises(ValueError, match=r"deploy='yes' is not one of False, True, \['full', 'reference', 'train'\]"):
+        FastViT('t8', deploy='yes')
     with pytest.raises(ValueError, match=r'frozen_stages=5 is not in \[-1, 4\]'):
         FastViT('t8', frozen_stages=5)
     with pytest.raises(ValueError, match=r"arch dict lacks \['pos_embs'"):

@@ -130,7 +130,7 @@ class FastViT(ReparameterizeMixin, BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
-        self.deploy = deploy_level(deploy) > 0
+        deploy_level(deploy)  # refuse a bad value before building anything
         self.final_channels = int(dims[-1] * cls_ratio)
 
         self.stem = build_stem(in_channels, dims[0], deploy=deploy)
@@ -244,6 +244,11 @@ class FastViT(ReparameterizeMixin, BaseModule):
                 param.requires_grad = False
 
     @property
+    def deploy(self) -> bool:
+        """Whether the backbone is in a fused form (see :attr:`fused_level` for which)."""
+        return self.fused_level != 'train'
+
+    @property
     def fused_level(self) -> str:
         """``'train'``, ``'reference'`` or ``'full'``: the fused form the backbone is in."""
         return fused_level(self)
@@ -260,6 +265,5 @@ class FastViT(ReparameterizeMixin, BaseModule):
     def reparameterize(self, level: DeployArg = 'full') -> 'FastViT':
         """Fuses every block into its inference form (``'full'`` by default, or ``'reference'``). Idempotent."""
         super().reparameterize(level)
-        self.deploy = True
         self._freeze_stages()  # fusion builds new parameters; frozen stages stay frozen
         return self
