@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from ..utils.fusion import bn_scale_shift, fold_input_affine_into_linear
 from ..utils.reparam import FULL, DeployArg, Reparameterizable
-from .common import DropPath, fold_layer_scale_into, layer_scale
+from .common import DropPath, fold_layer_scale_into, layer_scale, set_weight_bias
 from .convffn import ConvFFN
 
 
@@ -79,9 +79,7 @@ class AttentionBlock(Reparameterizable):
         with torch.no_grad():
             weight, bias = fold_input_affine_into_linear(qkv.weight, qkv.bias, scale, shift)
         fused_qkv = nn.Linear(qkv.in_features, qkv.out_features, bias=True)
-        with torch.no_grad():
-            fused_qkv.weight.copy_(weight)
-            fused_qkv.bias.copy_(bias)
+        set_weight_bias(fused_qkv, weight, bias)
         self.token_mixer.qkv = fused_qkv
         self.norm = nn.Identity()
         fold_layer_scale_into(self.token_mixer.proj, self.layer_scale_1)

@@ -27,8 +27,7 @@ class ConvBN(nn.Module):
     def to_fused_conv(self) -> nn.Conv2d:
         """A new convolution with bias equal to this branch in eval mode."""
         conv = self.conv
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                          groups=conv.groups, bias=True)
+        fused = fused_conv(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], conv.groups)
         set_weight_bias(fused, *self.kernel_bias())
         return fused
 
@@ -56,6 +55,14 @@ class PointwiseConv(nn.Conv2d):
         else:
             out = torch.baddbmm(self.bias.view(1, -1, 1), weight, x)
         return out.view(b, self.out_channels, h, w)
+
+
+def fused_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+               groups: int = 1) -> nn.Conv2d:
+    """The single biased convolution a fused block becomes ("same" padding); 1x1 ungrouped ones are PointwiseConv."""
+    if kernel_size == 1 and stride == 1 and groups == 1:
+        return PointwiseConv(in_channels, out_channels)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=True)
 
 
 def set_weight_bias(module: nn.Module, weight: Tensor, bias: Tensor) -> None:

@@ -2,7 +2,7 @@
 from torch import Tensor, nn
 
 from ..utils.reparam import FULL, DeployArg, Reparameterizable
-from .common import ConvBN, PointwiseConv
+from .common import ConvBN, PointwiseConv, fused_conv
 
 
 class ConvFFN(Reparameterizable):
@@ -24,8 +24,7 @@ class ConvFFN(Reparameterizable):
                  deploy: DeployArg = False) -> None:
         super().__init__()
         if self.builds_fused(deploy):
-            self.conv = nn.Conv2d(in_channels, in_channels, kernel_size, 1, kernel_size // 2, groups=in_channels,
-                                  bias=True)
+            self.conv = fused_conv(in_channels, in_channels, kernel_size, groups=in_channels)
         else:
             self.conv = ConvBN(in_channels, in_channels, kernel_size, groups=in_channels)
         self.fc1 = PointwiseConv(in_channels, hidden_channels)

@@ -4,7 +4,7 @@ from torch import Tensor, nn
 
 from ..utils.fusion import identity_kernel
 from ..utils.reparam import DeployArg, Reparameterizable, ReparameterizeMixin
-from .common import set_weight_bias
+from .common import fused_conv, set_weight_bias
 from .mobileone import MobileOneBlock, ReparamLargeKernelConv
 
 
@@ -53,7 +53,7 @@ class RepCPE(Reparameterizable):
     def __init__(self, dim: int, kernel_size: int = 7, deploy: DeployArg = False) -> None:
         super().__init__()
         self.dim, self.kernel_size = dim, kernel_size
-        conv = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=True)
+        conv = fused_conv(dim, dim, kernel_size, groups=dim)  # the train form is a biased depthwise conv too
         if self.builds_fused(deploy):
             self.reparam_conv = conv
         else:
@@ -67,7 +67,6 @@ class RepCPE(Reparameterizable):
     def _fuse(self) -> None:
         with torch.no_grad():
             weight = self.pos_enc.weight + identity_kernel(self.dim, self.dim, self.kernel_size, self.pos_enc.weight)
-        self.reparam_conv = nn.Conv2d(self.dim, self.dim, self.kernel_size, 1, self.kernel_size // 2,
-                                      groups=self.dim, bias=True)
+        self.reparam_conv = fused_conv(self.dim, self.dim, self.kernel_size, groups=self.dim)
         set_weight_bias(self.reparam_conv, weight, self.pos_enc.bias)
         del self.pos_enc

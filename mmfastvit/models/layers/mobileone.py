@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from ..utils.fusion import KernelBias, fuse_bn_identity, sum_branches
 from ..utils.reparam import DeployArg, Reparameterizable
-from .common import ConvBN, PointwiseConv, set_weight_bias
+from .common import ConvBN, fused_conv, set_weight_bias
 
 
 class SEBlock(nn.Module):
@@ -25,12 +25,6 @@ class SEBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         gate = self.expand(self.reduce(x.mean((2, 3), keepdim=True)).relu()).sigmoid()
         return x * gate
-
-
-def _fused_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int, groups: int) -> nn.Conv2d:
-    if kernel_size == 1 and stride == 1 and groups == 1:
-        return PointwiseConv(in_channels, out_channels)
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=True)
 
 
 class MobileOneBlock(Reparameterizable):
@@ -67,7 +61,7 @@ class MobileOneBlock(Reparameterizable):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.groups = kernel_size, stride, groups
         if self.builds_fused(deploy):
-            self.reparam_conv = _fused_conv(in_channels, out_channels, kernel_size, stride, groups)
+            self.reparam_conv = fused_conv(in_channels, out_channels, kernel_size, stride, groups)
         else:
             self.identity = (nn.BatchNorm2d(in_channels)
                              if in_channels == out_channels and stride == 1 else None)
@@ -101,7 +95,7 @@ class MobileOneBlock(Reparameterizable):
 
     def _fuse(self) -> None:
         weight, bias = self.kernel_bias()
-        self.reparam_conv = _fused_conv(self.in_channels, self.out_channels, self.kernel_size, self.stride,
+        self.reparam_conv = fused_conv(self.in_channels, self.out_channels, self.kernel_size, self.stride,
                                         self.groups)
         set_weight_bias(self.reparam_conv, weight, bias)
         del self.identity, self.conv_kxk, self.conv_scale
@@ -130,7 +124,7 @@ class ReparamLargeKernelConv(Reparameterizable):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.groups = kernel_size, stride, groups
         if self.builds_fused(deploy):
-            self.reparam_conv = _fused_conv(in_channels, out_channels, kernel_size, stride, groups)
+            self.reparam_conv = fused_conv(in_channels, out_channels, kernel_size, stride, groups)
         else:
             self.large_conv = ConvBN(in_channels, out_channels, kernel_size, stride, groups)
             self.small_conv = ConvBN(in_channels, out_channels, small_kernel, stride, groups)
@@ -142,7 +136,7 @@ class ReparamLargeKernelConv(Reparameterizable):
 
     def _fuse(self) -> None:
         weight, bias = sum_branches([self.large_conv.kernel_bias(), self.small_conv.kernel_bias()], self.kernel_size)
-        self.reparam_conv = _fused_conv(self.in_channels, self.out_channels, self.kernel_size, self.stride,
+        self.reparam_conv = fused_conv(self.in_channels, self.out_channels, self.kernel_size, self.stride,
                                         self.groups)
         set_weight_bias(self.reparam_conv, weight, bias)
         del self.large_conv, self.small_conv

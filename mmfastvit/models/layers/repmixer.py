@@ -4,7 +4,7 @@ from torch import Tensor, nn
 
 from ..utils.fusion import identity_kernel
 from ..utils.reparam import FULL, DeployArg, Reparameterizable
-from .common import DropPath, LayerScale2d, fold_layer_scale_into, layer_scale, set_weight_bias
+from .common import DropPath, LayerScale2d, fold_layer_scale_into, fused_conv, layer_scale, set_weight_bias
 from .convffn import ConvFFN
 from .mobileone import MobileOneBlock
 
@@ -25,7 +25,7 @@ class RepMixer(Reparameterizable):
         super().__init__()
         self.dim, self.kernel_size = dim, kernel_size
         if self.builds_fused(deploy):
-            self.reparam_conv = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=True)
+            self.reparam_conv = fused_conv(dim, dim, kernel_size, groups=dim)
         else:
             self.norm = MobileOneBlock(dim, dim, kernel_size, groups=dim, use_act=False, use_scale_branch=False,
                                        num_conv_branches=0)
@@ -47,8 +47,7 @@ class RepMixer(Reparameterizable):
         weight = identity_kernel(self.dim, self.dim, self.kernel_size, like=w_mixer)
         weight = weight + gamma.reshape(-1, 1, 1, 1) * (w_mixer - w_norm)
         bias = gamma * (b_mixer - b_norm)
-        self.reparam_conv = nn.Conv2d(self.dim, self.dim, self.kernel_size, 1, self.kernel_size // 2,
-                                      groups=self.dim, bias=True)
+        self.reparam_conv = fused_conv(self.dim, self.dim, self.kernel_size, groups=self.dim)
         set_weight_bias(self.reparam_conv, weight, bias)
         del self.norm, self.mixer, self.layer_scale
 
