@@ -4,8 +4,9 @@ mmfastvit's classifier is mmpretrain's ``ImageClassifier``: ``backbone`` (``Fast
 it owns the paper's ``final_conv``), a global-average-pooling neck without parameters, and ``head.fc``. Its block
 names follow timm's, so the timm table is short; Apple's formats are tables of the same kind.
 
-A table is an ordered list of ``(pattern, replacement)`` regular expressions. Every key must match at least one
-*anchored* rule (those starting with ``^``), which places it in the target model; unanchored rules rename inner parts.
+A table is an ordered list of ``(pattern, replacement)`` regular expressions. Every key must match an *anchored*
+rule (those starting with ``^``; the first that matches places it in the target model); unanchored rules then rename
+inner parts, all of them in order.
 """
 import re
 from collections import OrderedDict
@@ -25,6 +26,33 @@ TIMM_TO_MMFASTVIT: RenameTable = (
     (r'\.se\.fc2\.', '.se.expand.'),
 )
 
+# Apple's ml-fastvit, unfused (``*.pth.tar``) and fused (``*_reparam.pth.tar``). Apple keeps the stages in one flat
+# ``network`` list: RepMixer/attention stages at 0, 2, 4 and 6 (T/S) or 7 (SA/MA), patch embeddings at 1, 3, 5 and,
+# for SA/MA, the RepCPE at 6. The keys name what they are (``network.6.pe`` vs ``network.6.<block>.``), so one table
+# serves every variant; a file holding both ``network.6.<block>`` and ``network.7.<block>`` is refused as a collision.
+APPLE_TO_MMFASTVIT: RenameTable = (
+    (r'^patch_embed\.', 'backbone.stem.'),
+    (r'^network\.0\.(\d+)\.', r'backbone.stages.0.blocks.\1.'),
+    (r'^network\.1\.proj\.', 'backbone.stages.1.downsample.proj.'),
+    (r'^network\.2\.(\d+)\.', r'backbone.stages.1.blocks.\1.'),
+    (r'^network\.3\.proj\.', 'backbone.stages.2.downsample.proj.'),
+    (r'^network\.4\.(\d+)\.', r'backbone.stages.2.blocks.\1.'),
+    (r'^network\.5\.proj\.', 'backbone.stages.3.downsample.proj.'),
+    (r'^network\.6\.pe\.', 'backbone.stages.3.pos_emb.pos_enc.'),
+    (r'^network\.6\.reparam_conv\.', 'backbone.stages.3.pos_emb.reparam_conv.'),
+    (r'^network\.[67]\.(\d+)\.', r'backbone.stages.3.blocks.\1.'),
+    (r'^conv_exp\.', 'backbone.final_conv.'),
+    (r'^head\.', 'head.fc.'),
+    # MobileOne branches, large-kernel branches, ConvFFN and layer scales (timm's and ours are LayerScale2d modules).
+    (r'\.rbr_conv\.', '.conv_kxk.'),
+    (r'\.rbr_scale\.', '.conv_scale.'),
+    (r'\.rbr_skip\.', '.identity.'),
+    (r'\.lkb_origin\.', '.large_conv.'),
+    (r'\.lkb_reparam\.', '.reparam_conv.'),
+    (r'\.convffn\.', '.mlp.'),
+    (r'\.(layer_scale(?:_[12])?)$', r'.\1.gamma'),
+)
+
 
 def convert_state_dict(state_dict: Mapping[str, Tensor], table: RenameTable,
                        source: str = 'checkpoint') -> Dict[str, Tensor]:
@@ -36,23 +64,38 @@ def convert_state_dict(state_dict: Mapping[str, Tensor], table: RenameTable,
     anchored = [(re.compile(p), r) for p, r in table if p.startswith('^')]
     inner = [(re.compile(p), r) for p, r in table if not p.startswith('^')]
     out: Dict[str, Tensor] = OrderedDict()
-    unknown = []
+    origin: Dict[str, str] = {}
+    unknown, collisions = [], []
     for key, value in state_dict.items():
-        new_key = key
-        placed = False
+        new_key = None
         for pattern, repl in anchored:
-            new_key, n = pattern.subn(repl, new_key)
-            placed = placed or n > 0
-        if not placed:
+            new_key, n = pattern.subn(repl, key)
+            if n:
+                break
+        else:
             unknown.append(key)
             continue
         for pattern, repl in inner:
             new_key = pattern.sub(repl, new_key)
+        if new_key in out:
+            collisions.append(f'{origin[new_key]} and {key} -> {new_key}')
+            continue
         out[new_key] = value
+        origin[new_key] = key
     if unknown:
-        shown = ', '.join(unknown[:5]) + (f' (+{len(unknown) - 5} more)' if len(unknown) > 5 else '')
-        raise KeyError(f'{source}: {len(unknown)} key(s) are not FastViT weights this table knows: {shown}')
+        raise KeyError(f'{source}: {len(unknown)} key(s) are not FastViT weights this table knows: {_shorten(unknown)}')
+    if collisions:
+        raise KeyError(f'{source}: keys of two different layers map to the same weight: {_shorten(collisions)}')
     return out
+
+
+def _shorten(items: Sequence[str], limit: int = 5) -> str:
+    return ', '.join(items[:limit]) + (f' (+{len(items) - limit} more)' if len(items) > limit else '')
+
+
+def apple_to_mmfastvit(state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """Apple ``ml-fastvit`` state dict (unfused or ``_reparam``) -> mmfastvit classifier state dict."""
+    return convert_state_dict(state_dict, APPLE_TO_MMFASTVIT, source='Apple state dict')
 
 
 def timm_to_mmfastvit(state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:

@@ -1,0 +1,228 @@
+"""Apple's and timm's checkpoints -> mmfastvit, checked against timm's own model and its ``checkpoint_filter_fn``."""
+import gzip
+import json
+import math
+import os
+import os.path as osp
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmfastvit.convert import apple_to_mmfastvit, detect_format, fastvit_to_mmfastvit
+from mmfastvit.fileio import CheckpointError
+from mmfastvit.models.classifier import FastViTClassifier
+from mmfastvit.models.utils.reparam import reparameterize_model
+
+timm = pytest.importorskip('timm')
+from timm.models.fastvit import checkpoint_filter_fn  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+VARIANTS = ('t8', 't12', 's12', 'sa12', 'sa24', 'sa36', 'ma36')
+TOOL = osp.join(REPO, 'tools', 'model_converters', 'fastvit_to_mmfastvit.py')
+INPUT = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+@pytest.fixture(scope='module')
+def manifest():
+    with gzip.open(osp.join(REPO, 'tests', 'data', 'apple_fastvit_manifest.json.gz'), 'rt') as f:
+        return json.load(f)
+
+
+def random_state_dict(shapes, seed=0):
+    """Random values for a manifest's key -> shape map, at scales that keep every activation of order one."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in shapes.items():
+        if key.endswith('num_batches_tracked'):
+            state[key] = torch.tensor(7)
+        elif key.endswith('running_var'):
+            state[key] = torch.rand(shape, generator=gen) + 0.5
+        elif key.endswith('running_mean'):
+            state[key] = torch.randn(shape, generator=gen) * 0.1
+        elif 'layer_scale' in key:
+            state[key] = torch.rand(shape, generator=gen) * 0.2 + 0.05
+        elif len(shape) == 1 and key.endswith('weight'):  # BatchNorm scale
+            state[key] = torch.rand(shape, generator=gen) * 0.5 + 0.75
+        elif len(shape) == 1:  # biases
+            state[key] = torch.randn(shape, generator=gen) * 0.1
+        else:
+            state[key] = torch.randn(shape, generator=gen) / math.sqrt(math.prod(shape[1:]))
+    return state
+
+
+def timm_logits(arch, state_dict):
+    """timm's model, loaded the way timm loads Apple's files: through its ``checkpoint_filter_fn``."""
+    model = timm.create_model(f'fastvit_{arch}', pretrained=False).eval()
+    model.load_state_dict(checkpoint_filter_fn(state_dict, model), strict=True)
+    with torch.no_grad():
+        return model(INPUT)
+
+
+def our_logits(path, deploy=False):
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    model = FastViTClassifier(ckpt['meta']['arch'], num_classes=ckpt['meta']['num_classes'], deploy=deploy).eval()
+    model.load_state_dict(ckpt['state_dict'], strict=True)
+    with torch.no_grad():
+        return model(INPUT)
+
+
+def apple_fused_from(model, manifest_entry):
+    """An Apple ``_reparam`` state dict: our model fused to the reference level, renamed back to Apple's names."""
+    reparameterize_model(model, 'reference')
+    ours = model.state_dict()
+    apple_names = apple_to_mmfastvit({k: k for k in manifest_entry})  # our name -> Apple's name
+    assert set(apple_names) == set(ours)
+    return {apple_names[k]: v for k, v in ours.items()}
+
+
+@pytest.mark.parametrize('arch', VARIANTS)
+def test_apple_unfused_and_fused_match_timm(arch, manifest, tmp_path):
+    apple = random_state_dict(manifest[arch]['apple_unfused'], seed=VARIANTS.index(arch))
+    expected = timm_logits(arch, apple)
+    assert expected.abs().max() > 0.1  # the comparison below is not between two near-zero outputs
+
+    src = tmp_path / f'fastvit_{arch}.pth.tar'
+    torch.save({'state_dict': apple}, src)
+    result = fastvit_to_mmfastvit(str(src), str(tmp_path / 'unfused.pth'))
+    assert (result.source_format, result.arch, result.deploy) == ('apple_unfused', arch, False)
+    assert (our_logits(tmp_path / 'unfused.pth') - expected).abs().max() < 1e-4
+
+    # Apple's fused release, reproduced: fuse ours, rename to Apple's fused names (exactly the manifest's keys).
+    model = FastViTClassifier(arch).eval()
+    model.load_state_dict(result.state_dict)
+    fused = apple_fused_from(model, manifest[arch]['apple_fused'])
+    assert {k: list(v.shape) for k, v in fused.items()} == manifest[arch]['apple_fused']
+    src = tmp_path / f'fastvit_{arch}_reparam.pth.tar'
+    torch.save(fused, src)  # a bare dict this time
+    result = fastvit_to_mmfastvit(str(src), str(tmp_path / 'fused.pth'))
+    assert (result.source_format, result.arch, result.deploy) == ('apple_fused', arch, True)
+    assert (our_logits(tmp_path / 'fused.pth', deploy=True) - expected).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize('arch', VARIANTS)
+@pytest.mark.parametrize('suffix', ['.pth', '.safetensors'])
+def test_timm_checkpoints_match_timm(arch, suffix, manifest, tmp_path):
+    if suffix == '.safetensors' and arch not in ('t8', 'sa12'):
+        pytest.skip('the file format is variant-independent; two variants cover it')
+    model = timm.create_model(f'fastvit_{arch}', pretrained=False).eval()
+    model.load_state_dict(checkpoint_filter_fn(random_state_dict(manifest[arch]['apple_unfused'], seed=3), model))
+    with torch.no_grad():
+        expected = model(INPUT)
+    for form in ('unfused', 'fused'):
+        if form == 'fused':
+            model = timm.utils.reparameterize_model(model)
+        src = str(tmp_path / f'{arch}_{form}{suffix}')
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        if suffix == '.safetensors':
+            from safetensors.torch import save_file
+            save_file(state, src)
+        else:
+            torch.save(state, src)
+        result = fastvit_to_mmfastvit(src, str(tmp_path / 'out.pth'))
+        assert (result.source_format, result.arch) == (f'timm_{form}', arch)
+        assert (our_logits(tmp_path / 'out.pth', deploy=result.deploy) - expected).abs().max() < 1e-4
+
+
+def test_detect_format_names_what_it_found():
+    assert detect_format({'backbone.stem.0.reparam_conv.weight': torch.zeros(1)}) == 'mmfastvit'
+    assert detect_format({'network.0.0.token_mixer.reparam_conv.weight': torch.zeros(1)}) == 'apple_fused'
+    assert detect_format({'stem.0.conv_kxk.0.conv.weight': torch.zeros(1)}) == 'timm_unfused'
+    with pytest.raises(CheckpointError, match='mixes fused'):
+        detect_format({'stem.0.conv_kxk.0.conv.weight': torch.zeros(1),
+                       'stem.1.reparam_conv.weight': torch.zeros(1)})
+
+
+# --- refusals: each names the problem and writes nothing ------------------------------------------------------------
+@pytest.fixture()
+def apple_t8(manifest, tmp_path):
+    state = random_state_dict(manifest['t8']['apple_unfused'])
+    path = tmp_path / 'fastvit_t8.pth.tar'
+    torch.save({'state_dict': state}, path)
+    return path, state
+
+
+def assert_refused(src, dst, match, **kwargs):
+    with pytest.raises((CheckpointError, FileNotFoundError, KeyError), match=match):
+        fastvit_to_mmfastvit(str(src), str(dst), **kwargs)
+    assert not dst.exists()
+    assert not [f for f in os.listdir(dst.parent) if f.startswith(f'.{dst.name}')], 'a temporary file was left'
+
+
+def test_refuses_truncated_and_empty_files(apple_t8, tmp_path):
+    path, _ = apple_t8
+    data = path.read_bytes()
+    truncated = tmp_path / 'truncated.pth.tar'
+    truncated.write_bytes(data[:len(data) // 2])
+    assert_refused(truncated, tmp_path / 'out.pth', 'truncated or corrupt')
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    assert_refused(empty, tmp_path / 'out.pth', 'empty')
+    assert_refused(tmp_path / 'missing.pth', tmp_path / 'out.pth', 'does not exist')
+
+
+def test_refuses_wrong_variant(apple_t8, tmp_path):
+    path, _ = apple_t8
+    assert_refused(path, tmp_path / 'out.pth', 'FastViT-T8 weights, not the requested FastViT-SA12', arch='sa12')
+
+
+def test_refuses_foreign_checkpoint(tmp_path):
+    src = tmp_path / 'resnet.pth'
+    torch.save({'conv1.weight': torch.zeros(64, 3, 7, 7), 'fc.weight': torch.zeros(1000, 2048)}, src)
+    assert_refused(src, tmp_path / 'out.pth', 'not a FastViT checkpoint')
+
+
+def test_refuses_missing_unknown_and_misshapen_keys(apple_t8, tmp_path):
+    _, state = apple_t8
+    missing = dict(state)
+    del missing['network.2.1.convffn.fc2.weight']
+    torch.save({'state_dict': missing}, tmp_path / 'missing.pth.tar')
+    assert_refused(tmp_path / 'missing.pth.tar', tmp_path / 'out.pth',
+                   r"1 missing: \['backbone.stages.1.blocks.1.mlp.fc2.weight'\]")
+
+    unknown = dict(state, **{'network.0.0.extra.weight': torch.zeros(3)})
+    torch.save({'state_dict': unknown}, tmp_path / 'unknown.pth.tar')
+    assert_refused(tmp_path / 'unknown.pth.tar', tmp_path / 'out.pth', 'unexpected.*network|blocks.0.extra')
+
+    foreign = dict(state, **{'dist_head.weight': torch.zeros(1000, 768)})
+    torch.save({'state_dict': foreign}, tmp_path / 'foreign.pth.tar')
+    assert_refused(tmp_path / 'foreign.pth.tar', tmp_path / 'out.pth', 'dist_head.weight')
+
+    misshapen = dict(state, **{'network.0.0.convffn.fc1.bias': torch.zeros(7)})
+    torch.save({'state_dict': misshapen}, tmp_path / 'shape.pth.tar')
+    assert_refused(tmp_path / 'shape.pth.tar', tmp_path / 'out.pth', r'wrong shape.*fc1.bias: \(7,\)')
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_refuses_a_pickle_that_would_run_code(apple_t8, tmp_path):
+    _, state = apple_t8
+    marker = tmp_path / 'code_ran'
+    src = tmp_path / 'evil.pth.tar'
+    with open(src, 'wb') as f:
+        torch.save({'state_dict': state, 'payload': _RunsCode(str(marker))}, f, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    assert_refused(src, tmp_path / 'out.pth', 'weights_only=True')
+    assert not marker.exists()
+
+
+def test_command_line(apple_t8, tmp_path):
+    path, _ = apple_t8
+    out = tmp_path / 'ckpts' / 't8.pth'
+    done = subprocess.run([sys.executable, TOOL, str(path), str(out)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert 'apple_unfused checkpoint under "state_dict": FastViT-T8, 1000 classes' in done.stdout
+    assert set(torch.load(out, weights_only=True)['state_dict']) == set(FastViTClassifier('t8').state_dict())
+
+    bad = subprocess.run([sys.executable, TOOL, str(path), str(tmp_path / 'x.pth'), '--arch', 'ma36'],
+                         capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 1
+    assert 'not the requested FastViT-MA36' in bad.stderr and 'nothing was written' in bad.stderr
+    assert not (tmp_path / 'x.pth').exists()
