@@ -1,7 +1,9 @@
 from .checkpoint import SOURCE_FORMATS, ConversionResult, detect_format, fastvit_to_mmfastvit, infer_arch
-from .rename import APPLE_TO_MMFASTVIT, TIMM_TO_MMFASTVIT, apple_to_mmfastvit, convert_state_dict, timm_to_mmfastvit
+from .rename import (APPLE_TO_MMFASTVIT, TIMM_TO_MMFASTVIT, apple_to_mmfastvit, convert_state_dict, mmfastvit_to_apple,
+                     timm_to_mmfastvit)
 
 __all__ = [
-    'APPLE_TO_MMFASTVIT', 'TIMM_TO_MMFASTVIT', 'apple_to_mmfastvit', 'convert_state_dict', 'timm_to_mmfastvit',
+    'APPLE_TO_MMFASTVIT', 'TIMM_TO_MMFASTVIT', 'apple_to_mmfastvit', 'convert_state_dict', 'mmfastvit_to_apple',
+    'timm_to_mmfastvit',
     'SOURCE_FORMATS', 'ConversionResult', 'detect_format', 'fastvit_to_mmfastvit', 'infer_arch'
 ]

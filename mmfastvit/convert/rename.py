@@ -54,6 +54,33 @@ APPLE_TO_MMFASTVIT: RenameTable = (
 )
 
 
+# The reverse, to write Apple's layout (e.g. for Apple's own export scripts). The last stage's place in Apple's list
+# depends on the variant (6 without RepCPE, 7 after it), so the table is made per variant.
+def mmfastvit_to_apple_table(has_pos_emb: bool) -> RenameTable:
+    last = 7 if has_pos_emb else 6
+    return (
+        (r'^backbone\.stem\.', 'patch_embed.'),
+        (r'^backbone\.stages\.0\.blocks\.', 'network.0.'),
+        (r'^backbone\.stages\.1\.downsample\.proj\.', 'network.1.proj.'),
+        (r'^backbone\.stages\.1\.blocks\.', 'network.2.'),
+        (r'^backbone\.stages\.2\.downsample\.proj\.', 'network.3.proj.'),
+        (r'^backbone\.stages\.2\.blocks\.', 'network.4.'),
+        (r'^backbone\.stages\.3\.downsample\.proj\.', 'network.5.proj.'),
+        (r'^backbone\.stages\.3\.pos_emb\.pos_enc\.', 'network.6.pe.'),
+        (r'^backbone\.stages\.3\.pos_emb\.reparam_conv\.', 'network.6.reparam_conv.'),
+        (r'^backbone\.stages\.3\.blocks\.', f'network.{last}.'),
+        (r'^backbone\.final_conv\.', 'conv_exp.'),
+        (r'^head\.fc\.', 'head.'),
+        (r'\.conv_kxk\.', '.rbr_conv.'),
+        (r'\.conv_scale\.', '.rbr_scale.'),
+        (r'\.identity\.', '.rbr_skip.'),
+        (r'\.large_conv\.', '.lkb_origin.'),
+        (r'(\.proj\.0)\.reparam_conv\.', r'\1.lkb_reparam.'),
+        (r'\.mlp\.', '.convffn.'),
+        (r'\.(layer_scale(?:_[12])?)\.gamma$', r'.\1'),
+    )
+
+
 def convert_state_dict(state_dict: Mapping[str, Tensor], table: RenameTable,
                        source: str = 'checkpoint') -> Dict[str, Tensor]:
     """Renames every key of ``state_dict`` by ``table``.
@@ -96,6 +123,12 @@ def _shorten(items: Sequence[str], limit: int = 5) -> str:
 def apple_to_mmfastvit(state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:
     """Apple ``ml-fastvit`` state dict (unfused or ``_reparam``) -> mmfastvit classifier state dict."""
     return convert_state_dict(state_dict, APPLE_TO_MMFASTVIT, source='Apple state dict')
+
+
+def mmfastvit_to_apple(state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """mmfastvit classifier state dict (unfused or ``'reference'``-fused) -> Apple ``ml-fastvit`` names."""
+    has_pos_emb = any(k.startswith('backbone.stages.3.pos_emb.') for k in state_dict)
+    return convert_state_dict(state_dict, mmfastvit_to_apple_table(has_pos_emb), source='mmfastvit state dict')
 
 
 def timm_to_mmfastvit(state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:

@@ -4,14 +4,13 @@ import json
 import math
 import os
 import os.path as osp
-import pickle
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from mmfastvit.convert import apple_to_mmfastvit, detect_format, fastvit_to_mmfastvit
+from mmfastvit.convert import apple_to_mmfastvit, detect_format, fastvit_to_mmfastvit, mmfastvit_to_apple
 from mmfastvit.fileio import CheckpointError
 from mmfastvit.models.classifier import FastViTClassifier
 from mmfastvit.models.utils.reparam import reparameterize_model
@@ -69,13 +68,17 @@ def our_logits(path, deploy=False):
         return model(INPUT)
 
 
-def apple_fused_from(model, manifest_entry):
-    """An Apple ``_reparam`` state dict: our model fused to the reference level, renamed back to Apple's names."""
-    reparameterize_model(model, 'reference')
-    ours = model.state_dict()
-    apple_names = apple_to_mmfastvit({k: k for k in manifest_entry})  # our name -> Apple's name
-    assert set(apple_names) == set(ours)
-    return {apple_names[k]: v for k, v in ours.items()}
+@pytest.mark.parametrize('arch', VARIANTS)
+def test_rename_tables_cover_apple_keys_and_shapes_both_ways(arch, manifest):
+    """Our unfused and reference-fused classifiers, in Apple's names, are exactly Apple's releases' keys and shapes."""
+    model = FastViTClassifier(arch)
+    for form in ('apple_unfused', 'apple_fused'):
+        if form == 'apple_fused':
+            reparameterize_model(model, 'reference')
+        ours = model.state_dict()
+        apple = mmfastvit_to_apple(ours)
+        assert {k: list(v.shape) for k, v in apple.items()} == manifest[arch][form]
+        assert list(apple_to_mmfastvit(apple)) == list(ours)
 
 
 @pytest.mark.parametrize('arch', VARIANTS)
@@ -93,7 +96,7 @@ def test_apple_unfused_and_fused_match_timm(arch, manifest, tmp_path):
     # Apple's fused release, reproduced: fuse ours, rename to Apple's fused names (exactly the manifest's keys).
     model = FastViTClassifier(arch).eval()
     model.load_state_dict(result.state_dict)
-    fused = apple_fused_from(model, manifest[arch]['apple_fused'])
+    fused = mmfastvit_to_apple(reparameterize_model(model, 'reference').state_dict())
     assert {k: list(v.shape) for k, v in fused.items()} == manifest[arch]['apple_fused']
     src = tmp_path / f'fastvit_{arch}_reparam.pth.tar'
     torch.save(fused, src)  # a bare dict this time
@@ -207,8 +210,7 @@ def test_refuses_a_pickle_that_would_run_code(apple_t8, tmp_path):
     _, state = apple_t8
     marker = tmp_path / 'code_ran'
     src = tmp_path / 'evil.pth.tar'
-    with open(src, 'wb') as f:
-        torch.save({'state_dict': state, 'payload': _RunsCode(str(marker))}, f, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    torch.save({'state_dict': state, 'payload': _RunsCode(str(marker))}, src)
     assert_refused(src, tmp_path / 'out.pth', 'weights_only=True')
     assert not marker.exists()
 
