@@ -1,0 +1,14 @@
+# FastViT-SA24 fine-tuned at 384x384 for 30 epochs from its 256x256 checkpoint (the paper's recipe).
+_base_ = [
+    './_base_/models/fastvit_in1k.py',
+    './_base_/datasets/imagenet_bs128_fastvit_384.py',
+    './_base_/schedules/imagenet_bs1024_adamw_30e_fastvit_ft384.py',
+    './_base_/default_runtime.py',
+]
+
+# drop path as in the 256x256 run; evaluation at crop ratio 1.0 (see the 384 dataset base)
+model = dict(backbone=dict(arch='sa24', drop_path_rate=0.1), head=dict(in_channels=1024))
+
+# The 256x256 checkpoint to start from, in this repo's layout (e.g. the best checkpoint of
+# fastvit_sa24_in1k.py, or Apple's unfused release converted); set it here or with --cfg-options load_from=...
+load_from = 'checkpoints/fastvit_sa24_in1k.pth'
