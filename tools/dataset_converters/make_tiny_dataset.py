@@ -1,0 +1,60 @@
+"""Writes a tiny generated dataset in the layout a task's config reads, for smoke runs and tests.
+
+Usage::
+
+    python tools/dataset_converters/make_tiny_dataset.py imagenet data/tiny_imagenet --classes 4
+
+then train with ``--cfg-options train_dataloader.dataset.data_root=data/tiny_imagenet/ ...``. One subcommand per
+dataset; each is a pair (add its arguments, run it) in ``SUBCOMMANDS``.
+"""
+import argparse
+import json
+import sys
+from typing import Callable, Dict, Tuple
+
+
+def _add_imagenet_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--classes', type=int, default=4, help='number of classes (labels 0..N-1). Default: 4')
+    parser.add_argument('--train-per-class', type=int, default=8, help='training images per class. Default: 8')
+    parser.add_argument('--val-per-class', type=int, default=4, help='validation images per class. Default: 4')
+    parser.add_argument('--size', type=int, default=64, help='image side in pixels. Default: 64')
+
+
+def _run_imagenet(args: argparse.Namespace) -> Dict:
+    from mmfastvit.datasets.synthetic import make_tiny_imagenet
+    return make_tiny_imagenet(args.out_dir, num_classes=args.classes, train_per_class=args.train_per_class,
+                              val_per_class=args.val_per_class, size=args.size, seed=args.seed)
+
+
+# name -> (help, add arguments, run); run returns a JSON-serializable summary.
+SUBCOMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Dict]]] = {
+    'imagenet': ('ImageNet layout (train/<wnid>/*.JPEG, val/*.JPEG, meta/{train,val}.txt) for mmpretrain',
+                 _add_imagenet_args, _run_imagenet),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Write a tiny generated dataset')
+    subparsers = parser.add_subparsers(dest='dataset', required=True, metavar='DATASET',
+                                       help=f'one of {list(SUBCOMMANDS)}')
+    for name, (help_text, add_args, _) in SUBCOMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument('out_dir', help='output directory (the data_root of the config)')
+        add_args(sub)
+        sub.add_argument('--seed', type=int, default=0, help='random seed; same arguments, same files. Default: 0')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        summary = SUBCOMMANDS[args.dataset][2](args)
+    except ValueError as e:
+        print(f'make_tiny_dataset.py {args.dataset}: error: {e}', file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Train a model from a config, for every task in mmfastvit.
+
+The config's ``default_scope`` (mmpretrain, mmdet, mmseg, ...) decides which task package builds the model, data and
+metrics; this script only turns the command line into config changes and runs mmengine's ``Runner``::
+
+    python tools/train.py configs/fastvit_t8_in1k.py --cfg-options train_dataloader.batch_size=64
+    python tools/train.py configs/fastvit_t8_in1k.py --resume                 # the work dir's last checkpoint
+    python tools/train.py configs/fastvit_t8_in1k.py --resume path/to/epoch_10.pth
+
+For several GPUs use tools/dist_train.sh (torchrun) or tools/slurm_train.sh (srun).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import NoReturn, Optional, Sequence
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(description='Train a model from an OpenMMLab config')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go. Default: work_dirs/<config name>')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        metavar='CHECKPOINT',
+        help='resume training (model, optimizer, schedulers, iteration) from CHECKPOINT, or, without a value, from '
+        'the last checkpoint in the work dir')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision (needs a CUDA device)')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the actual total batch size over the config\'s auto_scale_lr.base_batch_size')
+    parser.add_argument('--no-validate', action='store_true', help='do not evaluate during training')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, key=value (nested keys with dots, list items by index: '
+        'train_dataloader.dataset.pipeline.1.scale=64); applied before the other options')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank; torchrun sets LOCAL_RANK instead.
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def fail(message: str) -> NoReturn:
+    """Reports a bad input and exits with status 2, before anything is written."""
+    print(f'{osp.basename(__file__)}: error: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
+def load_config(path: str):
+    """The config at ``path``; a missing or unreadable file is reported through :func:`fail`."""
+    from mmengine.config import Config
+
+    if not osp.isfile(path):
+        fail(f'config file "{path}" does not exist')
+    try:
+        return Config.fromfile(path)
+    except Exception as e:  # syntax errors, missing bases, ...: all mean the config cannot be used
+        fail(f'cannot load config "{path}": {type(e).__name__}: {e}')
+
+
+def is_local_path(path: str) -> bool:
+    return '://' not in path
+
+
+def amp_device_available() -> bool:
+    """Whether mmengine's AmpOptimWrapper can be built here: it asserts a CUDA, NPU, MLU or MUSA device."""
+    from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
+    return is_cuda_available() or is_npu_available() or is_mlu_available() or is_musa_available()
+
+
+def merge_args(cfg, args: argparse.Namespace):
+    """Applies the command line to ``cfg`` (in place) and returns it."""
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+
+    # work_dir: command line, else the config's, else work_dirs/<config name>.
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None  # Runner then resumes from the work dir's last_checkpoint
+    elif args.resume is not None:
+        if is_local_path(args.resume) and not osp.isfile(args.resume):
+            fail(f'--resume checkpoint "{args.resume}" does not exist')
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    if args.amp:
+        if not amp_device_available():
+            fail('--amp needs a CUDA device: mmengine\'s AmpOptimWrapper (torch.cuda.amp) cannot be built on CPU, '
+                 'and no CUDA (or NPU/MLU/MUSA) device is available here')
+        if cfg.get('optim_wrapper') is None:
+            fail(f'--amp: config "{args.config}" has no optim_wrapper')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
+            fail(f'--auto-scale-lr: config "{args.config}" has no auto_scale_lr = dict(base_batch_size=...)')
+        cfg.auto_scale_lr.enable = True
+
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+    return cfg
+
+
+def build_runner(cfg):
+    """mmengine's Runner, or the config's ``runner_type`` looked up in the config's default scope."""
+    if 'runner_type' not in cfg:
+        from mmengine.runner import Runner
+        return Runner.from_cfg(cfg)
+    from mmengine.registry import RUNNERS, init_default_scope
+    if cfg.get('default_scope') is not None:
+        init_default_scope(cfg.default_scope)
+    return RUNNERS.build(cfg)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    cfg = merge_args(load_config(args.config), args)
+    runner = build_runner(cfg)
+
+    if cfg.get('resume') or cfg.get('load_from'):
+        # torch >= 2.6 loads with weights_only=True, under which mmengine cannot read the checkpoints its Runner
+        # saves; allow exactly the globals those contain, for this run (mmfastvit/engine/checkpoint.py).
+        from mmfastvit.engine import mmengine_checkpoint_globals
+        runner.logger.info('Loading the checkpoint with torch.load(weights_only=True) and the globals of mmengine '
+                           'Runner checkpoints allowed (mmfastvit.engine.mmengine_checkpoint_globals)')
+        with mmengine_checkpoint_globals():
+            runner.train()
+    else:
+        runner.train()
+
+
+if __name__ == '__main__':
+    main()
