@@ -110,6 +110,27 @@ def test_test_with_tta(trained):
     assert top1 and 0.0 <= top1[-1] <= 100.0
 
 
+
+def test_reparameterized_checkpoint_predicts_the_same_under_deploy_true(trained):
+    """tools/model_converters/reparameterize.py on the Runner's checkpoint, then tools/test.py on both."""
+    tmp, data_root = trained['tmp'], trained['data']['root']
+    deployed = tmp / 'epoch_1_deploy.pth'
+    check(run(osp.join(REPO, 'tools', 'model_converters', 'reparameterize.py'), CONFIG,
+              trained['work_dir'] / 'epoch_1.pth', deployed, '--shape', IMG, cwd=tmp))
+    predictions = {}
+    for name, ckpt, extra in (('train', trained['work_dir'] / 'epoch_1.pth', []),
+                              ('deploy', deployed, ['model.backbone.deploy=True'])):
+        out = tmp / f'{name}_preds.pkl'
+        result = check(run(TEST, CONFIG, ckpt, '--work-dir', tmp / f'{name}_test', '--out', out,
+                           *shrink(data_root, max_epochs=1), *extra, cwd=tmp))
+        assert ACCURACY.findall(result.stdout)
+        with open(out, 'rb') as f:
+            predictions[name] = pickle.load(f)
+    assert len(predictions['deploy']) == len(predictions['train']) == NUM_CLASSES * VAL_PER_CLASS
+    for train, deploy in zip(predictions['train'], predictions['deploy']):
+        assert int(train['pred_label']) == int(deploy['pred_label'])
+        assert (train['pred_score'] - deploy['pred_score']).abs().max() < 1e-5
+
 NO_EXTRAS_CONFIG = """
 default_scope = 'mmpretrain'
 model = dict(type='ImageClassifier', backbone=dict(type='mmfastvit.FastViT', arch='t8'))
