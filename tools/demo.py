@@ -3,22 +3,30 @@
 For every FastViT variant it builds the classifier backbone, gives its BatchNorms and layer scales non-trivial
 values, fuses it to the reference form (as Apple / timm do) and to our full form, and checks each against the train
 form; then it saves a fused checkpoint, loads it into a model built with ``deploy=True``, and builds the backbone
-from each OpenMMLab registry scope.
+from each OpenMMLab registry scope. Last, the classification tools: an Apple-format T8 checkpoint is converted,
+reparameterized and evaluated, unfused and fused, with ``tools/test.py`` on a generated tiny ImageNet.
 
     python tools/demo.py [--variants t8 sa12] [--size 256] [--work-dir work_dirs/demo]
 """
 import argparse
-import os
 import os.path as osp
-import tempfile
+import pickle
+import re
+import subprocess
+import sys
 
 import torch
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from torch import nn
 
+from mmfastvit.convert import mmfastvit_to_apple
+from mmfastvit.fileio import atomic_save
 from mmfastvit.models import FastViT
+from mmfastvit.models.classifier import FastViTClassifier
 from mmfastvit.testing import randomize_fusable_state_, relative_error
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def params_m(model: nn.Module) -> float:
@@ -52,13 +60,8 @@ def tour_checkpoint(work_dir, logger):
     with torch.no_grad():
         expected = model(x)
     model.switch_to_deploy()
-    os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, 'fastvit_sa12_fused.pth')
-    # Written under a temporary name and renamed, so an interrupted run never leaves a truncated checkpoint.
-    fd, tmp = tempfile.mkstemp(dir=work_dir, suffix='.tmp')
-    os.close(fd)
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    atomic_save(model.state_dict(), path)  # temporary name, then rename: never a truncated checkpoint
     deployed = FastViT('sa12', out_indices=(0, 1, 2, 3), deploy=True).eval()
     deployed.load_state_dict(torch.load(path, weights_only=True), strict=True)
     with torch.no_grad():
@@ -82,6 +85,55 @@ def tour_registries(logger):
     logger.info('built from other scopes:\n  ' + '\n  '.join(found))
 
 
+def run_tool(logger, script, *args):
+    """Runs one of the repository's tools as a user would, logging the command; returns its stdout."""
+    command = [sys.executable, osp.join(REPO, script), *map(str, args)]
+    logger.info('$ python ' + ' '.join([script, *map(str, args)]))
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode:
+        raise RuntimeError(f'{script} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}')
+    return done.stdout
+
+
+def tour_classification(work_dir, logger, size=64):
+    """Apple-format checkpoint -> converter -> reparameterize tool -> tools/test.py on a generated tiny ImageNet."""
+    from mmfastvit.datasets import make_tiny_imagenet
+    data = make_tiny_imagenet(osp.join(work_dir, 'tiny_imagenet'), num_classes=4, train_per_class=4,
+                              val_per_class=8, size=size)
+    # Stand-in for Apple's fastvit_t8.pth.tar (weights cannot be downloaded here): random but non-trivial values,
+    # in Apple's key names and container.
+    classifier = randomize_fusable_state_(FastViTClassifier('t8'), seed=1)
+    apple = osp.join(work_dir, 'fastvit_t8.pth.tar')
+    atomic_save({'state_dict': mmfastvit_to_apple(classifier.state_dict())}, apple)
+    converted = osp.join(work_dir, 'fastvit_t8_in1k.pth')
+    deployed = osp.join(work_dir, 'fastvit_t8_in1k_deploy.pth')
+    config = 'configs/fastvit_t8_in1k.py'
+    for line in run_tool(logger, 'tools/model_converters/fastvit_to_mmfastvit.py', apple, converted).splitlines():
+        logger.info('  ' + line)
+    for line in run_tool(logger, 'tools/model_converters/reparameterize.py', config, converted, deployed,
+                         '--shape', size).splitlines()[-2:]:
+        logger.info('  ' + line)
+
+    tiny = ['--cfg-options', f'test_dataloader.dataset.data_root={data["root"]}', 'test_dataloader.num_workers=0',
+            'test_dataloader.persistent_workers=False', f'test_dataloader.dataset.pipeline.1.scale={size * 9 // 8}',
+            f'test_dataloader.dataset.pipeline.2.crop_size={size}']
+    predictions, rows = {}, []
+    for name, ckpt, extra in (('unfused', converted, []), ('fused', deployed, ['model.backbone.deploy=True'])):
+        out = osp.join(work_dir, f'preds_{name}.pkl')
+        stdout = run_tool(logger, 'tools/test.py', config, ckpt, '--work-dir', osp.join(work_dir, f'test_{name}'),
+                          '--out', out, *tiny, *extra)
+        top1 = re.findall(r'accuracy/top1: ([0-9.]+)', stdout)
+        with open(out, 'rb') as f:
+            predictions[name] = pickle.load(f)
+        rows.append(f'{name:8} top-1 {top1[-1] if top1 else "?":>7} on {len(predictions[name])} images')
+    same = sum(int(a['pred_label']) == int(b['pred_label']) for a, b in zip(predictions['unfused'], predictions['fused']))
+    worst = max((a['pred_score'] - b['pred_score']).abs().max().item()
+                for a, b in zip(predictions['unfused'], predictions['fused']))
+    logger.info('tiny ImageNet, converted T8 (random weights over 1000 classes: the accuracy means nothing, the agreement does):\n  ' + '\n  '.join(rows)
+                + f'\n  fused vs unfused: {same}/{len(predictions["fused"])} identical labels, '
+                f'scores within {worst:.1e}')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--variants', nargs='+', default=list(FastViT.arch_zoo), choices=list(FastViT.arch_zoo))
@@ -95,6 +147,7 @@ def main():
     tour_variants(args.variants, args.size, logger)
     tour_checkpoint(args.work_dir, logger)
     tour_registries(logger)
+    tour_classification(args.work_dir, logger)
 
 
 if __name__ == '__main__':
