@@ -3,8 +3,10 @@
 Counts the paper's classifier (stem -> four stages -> final_conv -> average pool -> 1000-way linear) in three forms:
 unfused, fused as Apple / timm fuse it (``'reference'``), and fused by mmfastvit's ``'full'`` level. FLOPs follow
 fvcore's convention, which the paper used: one multiply-add counts as one FLOP, convolutions and linear layers are
-counted (the 1x1 ones run as ``baddbmm``: :mod:`mmfastvit.analysis`), BatchNorm counts one FLOP per element where it
-is left, element-wise ops and the attention matmuls inside ``scaled_dot_product_attention`` are not.
+counted (the 1x1 ones run as ``baddbmm``: :mod:`mmfastvit.analysis`), and so are the two attention matmuls inside
+``scaled_dot_product_attention`` (fvcore sees them as explicit matmuls in Apple's code); BatchNorm counts one FLOP
+per element where it is left; element-wise ops are not counted. ``tools/analysis_tools/get_flops.py`` gives the
+same figures for one config, with a per-module breakdown.
 
     .venv/bin/python benchmarks/model_complexity.py [--size 256] [--out benchmarks/results/model_complexity.md]
 """
