@@ -14,7 +14,10 @@ TASK_PACKAGES = ['mmpretrain', 'mmdet', 'mmseg']
 
 def test_build_from_own_registry():
     from mmfastvit.registry import MODELS
-    model = MODELS.build(dict(type='FastViT', arch='sa12', out_indices=(0, 3)))
+    # mmengine builds in the current default scope's registry; other tests (and tools) leave e.g. mmpretrain current,
+    # so state the scope a config with default_scope='mmfastvit' would set.
+    with DefaultScope.overwrite_default_scope('mmfastvit'):
+        model = MODELS.build(dict(type='FastViT', arch='sa12', out_indices=(0, 3)))
     assert isinstance(model, FastViT) and model.out_channels == (64, 512)
 
 
