@@ -13,16 +13,12 @@ import argparse
 import copy
 import datetime
 import json
-import math
 import os
 import shlex
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import mmengine
 import torch
@@ -30,6 +26,7 @@ from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
 from mmfastvit.convert import timm_to_mmfastvit
+from mmfastvit.deploy.latency import cpu_model, proc_status_kib, summarize, time_interleaved, write_text_atomic
 from mmfastvit.models import FastViT, FastViTClassifier
 from mmfastvit.testing import randomize_fusable_state_
 
@@ -93,36 +90,6 @@ def check_agreement(variant: str, models: Dict[str, nn.Module], x: Tensor) -> Di
     return errors
 
 
-def time_forms(models: Dict[str, nn.Module], x: Tensor, warmup: int, runs: int) -> Dict[str, List[float]]:
-    """Per-call wall times in ms, warm-up and timed runs both interleaved round-robin over the forms."""
-    times = {form: [] for form in models}
-    with torch.inference_mode():
-        for rep in range(warmup + runs):
-            for form, model in models.items():
-                start = time.perf_counter()
-                model(x)
-                elapsed_ms = (time.perf_counter() - start) * 1e3
-                if rep >= warmup:
-                    times[form].append(elapsed_ms)
-    return times
-
-
-def summarize(times: List[float]) -> dict:
-    """Median, p90 (nearest rank), mean, min, max and spread of one form's timed runs, with the runs themselves."""
-    ordered = sorted(times)
-    return dict(median_ms=statistics.median(ordered), p90_ms=ordered[math.ceil(0.9 * len(ordered)) - 1],
-                mean_ms=statistics.fmean(ordered), min_ms=ordered[0], max_ms=ordered[-1],
-                stdev_ms=statistics.stdev(ordered) if len(ordered) > 1 else 0.0, runs_ms=times)
-
-
-def proc_status_kib(field: str) -> int:
-    """A ``kB`` field of /proc/self/status, e.g. ``VmRSS``."""
-    for line in Path('/proc/self/status').read_text().splitlines():
-        if line.startswith(field + ':'):
-            return int(line.split()[1])
-    raise KeyError(f'/proc/self/status has no {field}')
-
-
 def memory_child(variant: str, form: str, args: argparse.Namespace) -> None:
     """Builds one form, runs it, and prints its forward's peak extra memory and its parameters as one JSON line."""
     model = build_forms(variant, args.seed, (form,))[form]
@@ -153,14 +120,6 @@ def measure_memory(variant: str, form: str, args: argparse.Namespace) -> dict:
     if proc.returncode != 0:
         sys.exit(f'memory measurement of {variant}/{form} failed:\n{proc.stderr}')
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo."""
-    for line in Path('/proc/cpuinfo').read_text().splitlines():
-        if line.startswith('model name'):
-            return line.split(':', 1)[1].strip()
-    return 'unknown'
 
 
 def row(cells: Sequence[str]) -> str:
@@ -206,15 +165,6 @@ def markdown(results: Dict[str, dict], settings: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path``, then renames it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile('w', dir=path.parent, prefix=path.name, suffix='.tmp', delete=False) as tmp:
-        tmp.write(text)
-    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile creates it private
-    os.replace(tmp.name, path)
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--variants', nargs='+', choices=list(FastViT.arch_zoo), default=list(FastViT.arch_zoo))
@@ -252,7 +202,8 @@ def main() -> None:
         errors = check_agreement(variant, models, x)
         logger.info(f'{variant}: forms agree with train (max rel. diff {max(errors.values()):.1e}); timing '
                     f'{args.warmup} + {args.runs} runs x {len(models)} forms')
-        latency = {form: summarize(t) for form, t in time_forms(models, x, args.warmup, args.runs).items()}
+        calls = {form: (lambda model=model: model(x)) for form, model in models.items()}
+        latency = {form: summarize(t) for form, t in time_interleaved(calls, args.warmup, args.runs).items()}
         del models
         memory = {}
         for form in FORMS:
@@ -265,8 +216,8 @@ def main() -> None:
     table = markdown(results, settings)
     print(table, flush=True)
     json_path, md_path = (args.out.with_name(args.out.name + suffix) for suffix in ('.json', '.md'))
-    write_atomic(json_path, json.dumps(dict(settings=settings, results=results), indent=2) + '\n')
-    write_atomic(md_path, '# FastViT classifier CPU latency\n\n' + table)
+    write_text_atomic(json_path, json.dumps(dict(settings=settings, results=results), indent=2) + '\n')
+    write_text_atomic(md_path, '# FastViT classifier CPU latency\n\n' + table)
     logger.info(f'wrote {json_path} and {md_path}')
 
 

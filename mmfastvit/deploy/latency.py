@@ -1,0 +1,94 @@
+"""Latency measurement shared by the benchmarks and the deploy tool (torch and the standard library only).
+
+Protocol: every candidate is warmed up, then timed run by run, round-robin across candidates, so drift in the
+machine's speed (frequency scaling, other processes) affects all of them alike; ratios are taken within one run.
+"""
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional
+
+import torch
+
+
+def time_interleaved(candidates: Mapping[str, Callable[[], object]],
+                     warmup: int,
+                     runs: int,
+                     sync: Optional[Callable[[], None]] = None,
+                     progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, List[float]]:
+    """Per-call wall times in ms of each zero-argument callable, warm-up and timed runs interleaved round-robin.
+
+    Args:
+        candidates: name -> callable running one forward pass (inputs bound inside it).
+        warmup: untimed rounds first.
+        runs: timed rounds.
+        sync: called after each call before the clock stops (``torch.cuda.synchronize`` for CUDA work).
+        progress: called with ``(round, total_rounds)`` after each round.
+    """
+    times: Dict[str, List[float]] = {name: [] for name in candidates}
+    total = warmup + runs
+    with torch.inference_mode():
+        for rep in range(total):
+            for name, call in candidates.items():
+                start = time.perf_counter()
+                call()
+                if sync is not None:
+                    sync()
+                elapsed_ms = (time.perf_counter() - start) * 1e3
+                if rep >= warmup:
+                    times[name].append(elapsed_ms)
+            if progress is not None:
+                progress(rep + 1, total)
+    return times
+
+
+def summarize(times: List[float], batch: int = 1) -> dict:
+    """Median, p90 (nearest rank), mean, min, max, spread and throughput (images/s at the median) of timed runs."""
+    ordered = sorted(times)
+    median = statistics.median(ordered)
+    return dict(median_ms=median, p90_ms=ordered[math.ceil(0.9 * len(ordered)) - 1],
+                mean_ms=statistics.fmean(ordered), min_ms=ordered[0], max_ms=ordered[-1],
+                stdev_ms=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
+                throughput_ips=batch * 1e3 / median if median > 0 else float('inf'), runs_ms=list(times))
+
+
+def proc_status_kib(field: str) -> int:
+    """A ``kB`` field of /proc/self/status, e.g. ``VmRSS`` or ``VmHWM`` (Linux)."""
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(field + ':'):
+            return int(line.split()[1])
+    raise KeyError(f'/proc/self/status has no {field}')
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else the platform's processor string."""
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def machine_info() -> dict:
+    """What a latency figure depends on: CPU, cores, threads, GPU, library versions."""
+    info = dict(cpu=cpu_model(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                python=platform.python_version(), torch=torch.__version__, platform=platform.platform())
+    if torch.cuda.is_available():
+        info.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda)
+    return info
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path``, then renames it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile('w', dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp', delete=False) as f:
+        f.write(text)
+    os.chmod(f.name, 0o644)  # NamedTemporaryFile creates it private
+    os.replace(f.name, path)
