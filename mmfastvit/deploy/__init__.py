@@ -1,4 +1,11 @@
-"""Deployment helpers: latency measurement (torch + mmengine only); exporters live beside it."""
-from .latency import (cpu_model, machine_info, proc_status_kib, summarize, time_interleaved, write_text_atomic)
+"""Deployment: fusion-checked export (ONNX, Core ML, TensorRT, TorchScript) and latency measurement.
 
-__all__ = ['cpu_model', 'machine_info', 'proc_status_kib', 'summarize', 'time_interleaved', 'write_text_atomic']
+Importing this package needs torch and mmengine only; each engine is imported when it is used.
+"""
+from .latency import (cpu_model, load_average, machine_info, matmul_peak, proc_status_kib, summarize, time_interleaved,
+                      wait_for_load, write_text_atomic)
+
+__all__ = [
+    'cpu_model', 'load_average', 'machine_info', 'matmul_peak', 'proc_status_kib', 'summarize', 'time_interleaved',
+    'wait_for_load', 'write_text_atomic'
+]

@@ -75,13 +75,68 @@ def cpu_model() -> str:
     return platform.processor() or 'unknown'
 
 
+def load_average() -> Optional[Dict[str, float]]:
+    """The 1-, 5- and 15-minute load averages (None where the platform has none)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return None
+    return {'1min': round(one, 2), '5min': round(five, 2), '15min': round(fifteen, 2)}
+
+
 def machine_info() -> dict:
-    """What a latency figure depends on: CPU, cores, threads, GPU, library versions."""
+    """What a latency figure depends on: CPU, cores, threads, GPU, library versions, and the load when asked."""
     info = dict(cpu=cpu_model(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                python=platform.python_version(), torch=torch.__version__, platform=platform.platform())
+                python=platform.python_version(), torch=torch.__version__, platform=platform.platform(),
+                load_average=load_average())
     if torch.cuda.is_available():
         info.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda)
     return info
+
+
+def wait_for_load(max_load: float, timeout_s: float = 600.0, poll_s: float = 15.0,
+                  log: Optional[Callable[[str], None]] = None) -> dict:
+    """Waits until the 1-minute load average is below ``max_load`` (a shared machine), at most ``timeout_s``.
+
+    Returns:
+        dict: ``waited_s``, the load average when it returned and whether it was ``below`` the limit.
+    """
+    start = time.monotonic()
+    while True:
+        load = load_average()
+        if load is None or load['1min'] < max_load:
+            return dict(waited_s=round(time.monotonic() - start, 1), load_average=load, below=True)
+        if time.monotonic() - start >= timeout_s:
+            return dict(waited_s=round(time.monotonic() - start, 1), load_average=load, below=False)
+        if log is not None:
+            log(f'load average {load["1min"]} >= {max_load}: waiting ({time.monotonic() - start:.0f} s so far)')
+        time.sleep(poll_s)
+
+
+def matmul_peak(size: int = 2048, runs: int = 10, device: str = 'cpu', dtype: torch.dtype = torch.float32) -> dict:
+    """The machine's matrix-multiply rate: ``2 * size**3`` FLOPs per ``torch.matmul`` of two square matrices.
+
+    ``best_gflops`` (the fastest run) is the peak a model's attained rate is compared with; ``median_gflops`` shows
+    how far a busy machine pulls it down. Uses torch's current thread count on CPU.
+    """
+    gen = torch.Generator(device='cpu').manual_seed(0)
+    a = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
+    with torch.inference_mode():
+        for _ in range(2):
+            torch.matmul(a, b)
+        sync()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            sync()
+            times.append(time.perf_counter() - start)
+    flops = 2.0 * size**3
+    return dict(best_gflops=flops / min(times) / 1e9, median_gflops=flops / statistics.median(times) / 1e9,
+                size=size, runs=runs, device=device, dtype=str(dtype).replace('torch.', ''),
+                threads=torch.get_num_threads() if device == 'cpu' else None)
 
 
 def write_text_atomic(path, text: str) -> None:
