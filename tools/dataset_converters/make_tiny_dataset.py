@@ -26,10 +26,45 @@ def _run_imagenet(args: argparse.Namespace) -> Dict:
                               val_per_class=args.val_per_class, size=args.size, seed=args.seed)
 
 
+def _add_ade20k_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--train', type=int, default=8, help='training images. Default: 8')
+    parser.add_argument('--val', type=int, default=4, help='validation images. Default: 4')
+    parser.add_argument('--size', type=int, nargs=2, default=[96, 128], metavar=('H', 'W'),
+                        help='image height and width. Default: 96 128')
+    parser.add_argument('--classes', type=int, nargs='+', default=[2, 3, 4, 5], metavar='ID',
+                        help='ADE20K class ids (1..150) of the objects. Default: 2 3 4 5')
+    parser.add_argument('--background', type=int, default=1, help='ADE20K class id of the background. Default: 1')
+
+
+def _run_ade20k(args: argparse.Namespace) -> Dict:
+    from mmfastvit.datasets.synthetic import make_tiny_ade20k
+    return make_tiny_ade20k(args.out_dir, num_train=args.train, num_val=args.val, size=tuple(args.size),
+                            classes=args.classes, background=args.background, seed=args.seed)
+
+
+def _add_coco_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--train', type=int, default=8, help='training images. Default: 8')
+    parser.add_argument('--val', type=int, default=4, help='validation images. Default: 4')
+    parser.add_argument('--size', type=int, default=128, help='longer image side in pixels. Default: 128')
+    parser.add_argument('--max-objects', type=int, default=3, help='most objects per image. Default: 3')
+    parser.add_argument('--crowd-prob', type=float, default=0.25,
+                        help='chance of an iscrowd=1 region per image. Default: 0.25')
+
+
+def _run_coco(args: argparse.Namespace) -> Dict:
+    from mmfastvit.datasets.synthetic import make_tiny_coco
+    return make_tiny_coco(args.out_dir, num_train=args.train, num_val=args.val, size=args.size,
+                          max_objects=args.max_objects, crowd_prob=args.crowd_prob, seed=args.seed)
+
+
 # name -> (help, add arguments, run); run returns a JSON-serializable summary.
 SUBCOMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Dict]]] = {
     'imagenet': ('ImageNet layout (train/<wnid>/*.JPEG, val/*.JPEG, meta/{train,val}.txt) for mmpretrain',
                  _add_imagenet_args, _run_imagenet),
+    'ade20k': ('ADE20K layout (images/{training,validation}/*.jpg, annotations/{training,validation}/*.png; '
+               '0 = other, 1..150 = classes) for mmseg', _add_ade20k_args, _run_ade20k),
+    'coco': ('COCO layout (annotations/instances_{train,val}2017.json, {train,val}2017/*.png; polygon, RLE and '
+             'crowd masks) for mmdet', _add_coco_args, _run_coco),
 }
 
 

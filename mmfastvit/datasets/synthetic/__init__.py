@@ -2,6 +2,8 @@
 
 Only numpy and Pillow are needed to write them; reading them is the task packages' job.
 """
+from .ade20k import make_tiny_ade20k
+from .coco import make_tiny_coco
 from .imagenet import make_tiny_imagenet
 
-__all__ = ['make_tiny_imagenet']
+__all__ = ['make_tiny_ade20k', 'make_tiny_coco', 'make_tiny_imagenet']
