@@ -120,6 +120,23 @@ def merge_args(cfg, args: argparse.Namespace):
     return cfg
 
 
+def check_pretrained(cfg, config_path: str) -> None:
+    """Fails early, with what to do, when ``model.backbone.init_cfg`` names a local checkpoint that is missing.
+
+    mmengine would only notice after building the whole model and data pipeline, with a bare FileNotFoundError.
+    """
+    backbone = (cfg.get('model') or {}).get('backbone') or {}
+    init_cfgs = backbone.get('init_cfg') or []
+    for init_cfg in init_cfgs if isinstance(init_cfgs, (list, tuple)) else [init_cfgs]:
+        checkpoint = init_cfg.get('checkpoint') if init_cfg.get('type') == 'Pretrained' else None
+        if checkpoint and is_local_path(checkpoint) and not osp.isfile(checkpoint):
+            fail(f'model.backbone.init_cfg.checkpoint "{checkpoint}" (from config "{config_path}") does not exist. '
+                 f'Convert the ImageNet weights there (python tools/model_converters/fastvit_to_mmfastvit.py '
+                 f'<Apple .pth.tar or timm file> {checkpoint}), point the config elsewhere with --cfg-options '
+                 f'model.backbone.init_cfg.checkpoint=PATH, or train from scratch with --cfg-options '
+                 f'model.backbone.init_cfg=None')
+
+
 def build_runner(cfg):
     """mmengine's Runner, or the config's ``runner_type`` looked up in the config's default scope."""
     if 'runner_type' not in cfg:
@@ -134,6 +151,7 @@ def build_runner(cfg):
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     cfg = merge_args(load_config(args.config), args)
+    check_pretrained(cfg, args.config)
     runner = build_runner(cfg)
 
     if cfg.get('resume') or cfg.get('load_from'):

@@ -224,3 +224,15 @@ def test_train_options_map_to_config(tmp_path, monkeypatch):
     assert cfg.val_dataloader is None and cfg.val_cfg is None and cfg.val_evaluator is None
     auto = tool.merge_args(Config.fromfile(CONFIG), tool.parse_args([CONFIG, '--resume', '--work-dir', 'w']))
     assert auto.resume is True and auto.load_from is None and auto.work_dir == 'w'
+
+
+def test_missing_pretrained_backbone_checkpoint_fails_early_with_the_fixes(tmp_path):
+    config = tmp_path / 'pretrained.py'
+    config.write_text(f"_base_ = ['{CONFIG}']\n"
+                      "model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='ckpts/missing.pth', "
+                      "prefix='backbone.')))\n")
+    result = run(TRAIN, config, '--work-dir', tmp_path / 'work_dir', cwd=tmp_path)
+    assert result.returncode == 2
+    assert 'model.backbone.init_cfg.checkpoint "ckpts/missing.pth"' in result.stderr
+    assert 'fastvit_to_mmfastvit.py' in result.stderr and 'model.backbone.init_cfg=None' in result.stderr
+    assert not (tmp_path / 'work_dir').exists()
