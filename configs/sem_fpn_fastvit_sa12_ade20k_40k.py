@@ -1,0 +1,14 @@
+# Semantic FPN with a FastViT-SA12 backbone on ADE20K, 40k iterations x 32 images at 512x512 crops.
+# The paper's mIoU: 38.0.
+# The backbone starts from the converted ImageNet-1k checkpoint (docs/segmentation.md); to train from scratch:
+#   --cfg-options model.backbone.init_cfg=None
+_base_ = [
+    './_base_/models/sem_fpn_fastvit.py',
+    './_base_/datasets/ade20k_512.py',
+    './_base_/schedules/seg_adamw_poly_40k.py',
+    './_base_/seg_runtime.py',
+]
+
+model = dict(
+    backbone=dict(arch='sa12', init_cfg=dict(checkpoint='checkpoints/fastvit_sa12_in1k.pth')),
+    neck=dict(in_channels=[64, 128, 256, 512]))

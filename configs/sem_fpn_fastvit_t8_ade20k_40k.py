@@ -1,0 +1,14 @@
+# Semantic FPN with a FastViT-T8 backbone on ADE20K, 40k iterations x 32 images at 512x512 crops.
+# Not in the paper (it reports SA12, SA24, SA36 and MA36).
+# The backbone starts from the converted ImageNet-1k checkpoint (docs/segmentation.md); to train from scratch:
+#   --cfg-options model.backbone.init_cfg=None
+_base_ = [
+    './_base_/models/sem_fpn_fastvit.py',
+    './_base_/datasets/ade20k_512.py',
+    './_base_/schedules/seg_adamw_poly_40k.py',
+    './_base_/seg_runtime.py',
+]
+
+model = dict(
+    backbone=dict(arch='t8', init_cfg=dict(checkpoint='checkpoints/fastvit_t8_in1k.pth')),
+    neck=dict(in_channels=[48, 96, 192, 384]))
