@@ -30,6 +30,7 @@ setup(
     install_requires=['torch>=2.0'] + read_requirements('runtime'),
     extras_require={
         'tasks': read_requirements('optional'),
+        'deploy': read_requirements('deploy'),
         'tests': read_requirements('tests'),
     },
     license='Apache-2.0',

@@ -32,20 +32,27 @@ class ConvBN(nn.Module):
         return fused
 
 
+def _exporting() -> bool:
+    """Whether the forward pass is being traced or exported rather than run eagerly."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
 class PointwiseConv(nn.Conv2d):
     """A 1x1, stride-1, ungrouped convolution computed as one batched matrix product over the NCHW buffer.
 
     Same parameters and state-dict keys as ``nn.Conv2d(in, out, 1)``; only the kernel differs. On CPU, oneDNN's 1x1
     convolution on NCHW activations reorders them on every call and runs 1.1-6x slower than the GEMM (measured here
     for FastViT's shapes at batch 1 and 8: ``benchmarks/results/backbone_latency_cpu.md``). Inputs that are not
-    contiguous NCHW (e.g. ``channels_last``, where the convolution is already fast) take the convolution path.
+    contiguous NCHW (e.g. ``channels_last``, where the convolution is already fast) take the convolution path, and so
+    does every export (``torch.jit.trace``, ``torch.export``, ``torch.onnx.export``): an exported graph gets a plain
+    1x1 ``Conv``, which ONNX Runtime, TensorRT and Core ML run faster than the batched matrix product.
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, 1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not x.is_contiguous():
+        if not x.is_contiguous() or _exporting():
             return super().forward(x)
         b, c, h, w = x.shape
         weight = self.weight.view(1, self.out_channels, c).expand(b, -1, -1)
