@@ -18,6 +18,7 @@ Example:
     .venv/bin/python benchmarks/deploy_latency.py --variants t8 ma36 --batches 8 --runs 30
 """
 import argparse
+import json
 import os.path as osp
 import shlex
 import sys
@@ -26,7 +27,8 @@ from mmengine.logging import MMLogger
 
 import torch
 
-from mmfastvit.deploy.benchmark import CPU_BACKENDS, CUDA_BACKENDS, available_backends, run, write_report
+from mmfastvit.deploy.benchmark import (CPU_BACKENDS, CUDA_BACKENDS, accuracy_latency_plot, available_backends,
+                                        markdown_table, run, write_report)
 from mmfastvit.deploy.latency import load_average, matmul_peak, wait_for_load, write_text_atomic
 from mmfastvit.models import FastViT
 
@@ -52,6 +54,8 @@ def parse_args(argv=None):
                         help='re-measure a variant whose 1-min load average rose above this while it was timed '
                              '(default --max-load + 1); the attempt with the lowest load is kept')
     parser.add_argument('--retries', type=int, default=2)
+    parser.add_argument('--render-only', action='store_true',
+                        help='re-render the tables, figures and summary from the JSON files in --out-dir')
     parser.add_argument('--out-dir', default=RESULTS)
     return parser.parse_args(argv)
 
@@ -121,21 +125,57 @@ def verdicts(reports: dict, device: str = 'cpu') -> list:
     return lines
 
 
+def write_summary(reports: dict, device: str, out_dir: str, command: str) -> str:
+    """``deploy_latency_<device>.md``: the compact table, links to the full ones, the verdicts."""
+    lines = []
+    for batch, report in reports.items():
+        table = f'deploy_latency_{device}_b{batch}.md'
+        settings = report['settings']
+        lines.append(f'- batch {batch}: [`{table}`]({table}), {settings["warmup"]} warm-up + {settings["runs"]} '
+                     f'timed runs per candidate')
+    summary = [f'# FastViT deployed latency ({device})', '',
+               f'Medians; {reports[next(iter(reports))]["settings"]["threads"]} CPU thread(s); ours = fused to the '
+               f'deepest level + export rewrites, timm = timm\'s reparameterized model with the same weights, both '
+               f'exported with the same exporter / opset and run with the same ONNX Runtime session options.', '',
+               *summary_table(reports, device), '',
+               'Full tables (p90, throughput, peak memory, PyTorch and ONNX Runtime side by side):', *lines, '',
+               'Targets:', *verdicts(reports, device), '', f'Reproduce: `{command}`', '']
+    path = osp.join(out_dir, f'deploy_latency_{device}.md')
+    write_text_atomic(path, '\n'.join(summary))
+    return '\n'.join(summary)
+
+
+def render_only(args, logger) -> int:
+    """Re-renders every table, figure and the summary from the JSON files (the measurements are not touched)."""
+    reports = {}
+    for batch in args.batches:
+        stem = osp.join(args.out_dir, f'deploy_latency_{args.device}_b{batch}')
+        with open(stem + '.json') as f:
+            reports[batch] = json.load(f)
+        write_text_atomic(stem + '.md', '# FastViT latency\n\n' + markdown_table(reports[batch]))
+        accuracy_latency_plot(reports[batch], stem + '.png')
+    logger.info(write_summary(reports, args.device, args.out_dir, reports[args.batches[0]]['settings']['command']))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logger = MMLogger.get_instance('deploy_latency', logger_name='deploy_latency')
+    if args.render_only:
+        return render_only(args, logger)
     backends = list(CPU_BACKENDS if args.device == 'cpu' else CUDA_BACKENDS)
     usable, why = available_backends(backends)
     if not usable:
-        note = (f'# FastViT deployed latency ({args.device})\n\nNot measured: '
-                + '; '.join(f'{b}: {w}' for b, w in why.items()) + '.\n')
+        note = (f'# FastViT deployed latency ({args.device})\n\nNot measured on this machine: '
+                + '; '.join(f'{b}: {w}' for b, w in why.items()) + f'.\n\nOn a machine that has them: '
+                f'`python benchmarks/deploy_latency.py --device {args.device}`\n')
         write_text_atomic(osp.join(args.out_dir, f'deploy_latency_{args.device}.md'), note)
         logger.info(note)
         return 3
     command = shlex.join(sys.orig_argv)
     retry_above = args.retry_above if args.retry_above is not None else args.max_load + 1.0
     device = 'cuda' if args.device == 'cuda' else 'cpu'
-    reports, lines = {}, []
+    reports = {}
 
     def wait(label):
         waited = wait_for_load(args.max_load, args.max_wait, poll_s=10, log=logger.info)
@@ -180,14 +220,7 @@ def main(argv=None) -> int:
         for path in write_report(report, stem, log=logger.info):
             logger.info(f'wrote {path}')
         reports[batch] = report
-        table = f'deploy_latency_{args.device}_b{batch}.md'
-        lines.append(f'- batch {batch}: [`{table}`]({table}), {warmup} warm-up + {runs} timed runs per candidate')
-    summary = [f'# FastViT deployed latency ({args.device})', '', *summary_table(reports, device), '',
-               'Full tables (p90, throughput, peak memory, PyTorch and ONNX Runtime side by side):', *lines, '',
-               'Targets:', *verdicts(reports, device), '', f'Reproduce: `{command}`', '']
-    path = osp.join(args.out_dir, f'deploy_latency_{args.device}.md')
-    write_text_atomic(path, '\n'.join(summary))
-    logger.info('\n'.join(summary))
+    logger.info(write_summary(reports, args.device, args.out_dir, command))
     return 0
 
 

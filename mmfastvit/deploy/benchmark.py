@@ -425,14 +425,14 @@ def markdown_table(report: dict) -> str:
             cells.append(f'{before["1min"]} / {after["1min"]}' if before and after else '-')
             lines.append(_row(cells))
     machine = report['machine']
-    notes = ['', f"Protocol: {settings['protocol_description']}; here {settings['warmup']} warm-up + "
-             f"{settings['runs']} timed runs per candidate, round-robin between the models of one backend, backends "
-             f"one after the other; medians (p90 in brackets).",
+    notes = ['', f"Protocol: {settings['protocol_description']}. This run: batch and input as in the table, "
+             f"{settings['warmup']} warm-up + {settings['runs']} timed runs per candidate, round-robin between the "
+             f"models of one backend, backends one after the other; medians (p90 in brackets).",
              f"Machine: {machine['cpu']} ({machine['cpu_count']} cores), {settings['threads']} CPU thread(s)"
              + (f", {machine['gpu']}" if machine.get('gpu') else ', no GPU') + f"; torch {machine['torch']}"
              + ''.join(f", {k} {v}" for k, v in settings['versions'].items() if v) + '.',
-             f"Load average (1 / 5 / 15 min) before: {_load_text(settings['load_before'])}; after: "
-             f"{_load_text(settings['load_after'])}."]
+             f"Load average (1 / 5 / 15 min) at the start of the run: {_load_text(settings['load_before'])}; at the "
+             f"end: {_load_text(settings['load_after'])}; while each network was timed: the last column."]
     if peak:
         cpu_peak = report['peak']['cpu']
         notes.append(f"fp32 matrix-multiply peak of this machine, measured in the same run: {peak:.0f} GFLOP/s "
@@ -476,10 +476,11 @@ def accuracy_latency_plot(report: dict, path: str, backend: str = 'onnxruntime-c
         return None
     fig, ax = plt.subplots(figsize=(7, 5))
     for label, points in sorted(series.items()):
-        points.sort()
+        points.sort(key=lambda p: (p[1], p[0]))  # variants in accuracy order, as the paper draws them
         ax.plot([p[0] for p in points], [p[1] for p in points], marker='o', label=label)
-        for lat, top1, name in points:
-            ax.annotate(name, (lat, top1), textcoords='offset points', xytext=(4, -10), fontsize=7)
+        if 'mmfastvit' in label:  # timm's points sit beside ours: one set of names is enough
+            for lat, top1, name in points:
+                ax.annotate(name, (lat, top1), textcoords='offset points', xytext=(-6, 6), fontsize=7, ha='right')
     settings = report['settings']
     ax.set_xlabel(f'latency per image (ms), median, batch {settings["batch_classifier"]}, '
                   f'{settings["threads"]} CPU thread(s)')

@@ -93,7 +93,7 @@ def test_written_files(report, tmp_path):
     assert loaded['settings']['warmup'] == 1 and loaded['settings']['runs'] == 3
     table = (tmp_path / 'lat.md').read_text()
     assert '| fastvit_t8 | 8 | 64x64 | ours |' in table and 'ours / timm onnxruntime-cpu' in table
-    assert 'Reproduce: `pytest`' in table and 'Load average (1 / 5 / 15 min) before: ' in table
+    assert 'Reproduce: `pytest`' in table and 'Load average (1 / 5 / 15 min) at the start of the run: ' in table
     if probe('matplotlib')[0]:
         assert (tmp_path / 'lat.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert markdown_table(report) in table

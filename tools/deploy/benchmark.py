@@ -57,7 +57,7 @@ def parse_args(argv=None):
     parser.add_argument('--cuda-fp32', action='store_true', help='GPU backends in float32 (default float16)')
     parser.add_argument('--no-peak', action='store_true', help='skip the matrix-multiply peak measurement')
     parser.add_argument('--max-load', type=float,
-                        help='before each network, wait (up to --max-wait s) until the 1-min load average is below this')
+                        help='before each network, wait (up to --max-wait s) for the 1-min load average to drop below')
     parser.add_argument('--max-wait', type=float, default=900)
     parser.add_argument('--work-dir', help='keep the exported models here (default: a temporary folder)')
     parser.add_argument('--out', default='work_dirs/deploy_latency', help='writes OUT.json, OUT.md, OUT.png')
