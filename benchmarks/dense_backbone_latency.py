@@ -1,0 +1,282 @@
+"""CPU latency of the FastViT dense-prediction backbones at 512x512, batch 2, against ResNet-50 and PoolFormer-S12.
+
+The setting of the FastViT paper's detection and segmentation tables (backbone only, batch 2, 3x512x512): every
+FastViT variant with its four stage outputs (``out_indices=(0, 1, 2, 3)``, what Semantic FPN and Mask R-CNN read) in
+three forms carrying the same weights:
+
+* ``unfused``: the train-time form, in eval mode;
+* ``ref_fused``: fused at level ``'reference'`` (the form Apple's and timm's ``reparameterize()`` give);
+* ``deploy``: the deploy form, ``FastViT(..., deploy=True)`` (full fusion: no BatchNorm, no layer-scale multiply)
+  loaded with the fused weights, as ``tools/test.py --cfg-options model.backbone.deploy=True`` builds it;
+
+and three baselines: ``resnet50_v1c`` (mmseg's ``ResNetV1c``, depth 50: the Semantic FPN R-50 of mmseg's configs),
+``resnet50`` (mmdet's ``ResNet``, depth 50, ``style='pytorch'``: torchvision's ResNet-50, the Mask R-CNN R-50) and
+``poolformer_s12`` (mmpretrain's ``PoolFormer`` s12 with its four dense outputs ``out_indices=(0, 2, 4, 6)``, each with
+its output norm). All run in eval mode, float32. Timed runs are interleaved round-robin across every candidate, so
+drift in the machine's speed affects all alike; ratios are taken within the run. The fused forms are checked against
+the unfused one before timing. Peak memory of a forward is measured per candidate in a fresh subprocess.
+
+The machine may be shared: ``--max-load`` waits (up to ``--wait-timeout`` seconds) until the 1-minute load average is
+below it before timing; the load before and after timing is recorded either way.
+
+Example:
+    .venv/bin/python benchmarks/dense_backbone_latency.py --variants t8 sa12 --warmup 2 --runs 5
+"""
+import argparse
+import copy
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Sequence
+
+import mmengine
+import torch
+from mmengine.logging import MMLogger
+from torch import nn
+
+from mmfastvit.deploy.latency import (load_average, machine_info, proc_status_kib, summarize, time_interleaved,
+                                      wait_for_load, write_text_atomic)
+from mmfastvit.models import FastViT
+from mmfastvit.testing import randomize_fusable_state_, relative_error
+
+FORMS = ('unfused', 'ref_fused', 'deploy')
+BASELINES = ('resnet50_v1c', 'resnet50', 'poolformer_s12')
+BASELINE_LABELS = {
+    'resnet50_v1c': 'ResNet-50 (mmseg ResNetV1c)',
+    'resnet50': 'ResNet-50 (mmdet ResNet, torchvision style)',
+    'poolformer_s12': 'PoolFormer-S12 (mmpretrain)',
+}
+DENSE_OUT_INDICES = (0, 1, 2, 3)
+AGREEMENT_TOL = 1e-4  # max |form - unfused| over max |unfused|, worst stage output
+MEMORY_RUNS = 2
+MIB = 2**20
+MEMORY_CHILD_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536'}  # freed activations go back to the OS (see backbone_latency)
+DEFAULT_OUT = Path(__file__).resolve().parent / 'results' / 'dense_backbone_latency_cpu'
+
+
+def fastvit_forms(variant: str, seed: int, forms: Sequence[str] = FORMS) -> Dict[str, nn.Module]:
+    """The requested forms of FastViT-``variant`` (four stage outputs), same weights, eval mode.
+
+    The BatchNorm statistics and layer scales are randomized (seeded), so the fusion checked here is not trivial.
+    """
+    torch.manual_seed(seed)
+    unfused = randomize_fusable_state_(FastViT(variant, out_indices=DENSE_OUT_INDICES), seed).eval()
+    models = {}
+    for form in forms:
+        if form == 'unfused':
+            models[form] = unfused
+        elif form == 'ref_fused':
+            models[form] = copy.deepcopy(unfused).switch_to_deploy('reference').eval()
+        elif form == 'deploy':
+            fused_state = copy.deepcopy(unfused).switch_to_deploy('full').state_dict()
+            deploy = FastViT(variant, out_indices=DENSE_OUT_INDICES, deploy=True)
+            deploy.load_state_dict(fused_state, strict=True)
+            models[form] = deploy.eval()
+        else:
+            raise ValueError(f'form "{form}" is not one of {list(FORMS)}')
+    return models
+
+
+def build_baseline(name: str, seed: int) -> nn.Module:
+    """One of :data:`BASELINES`, randomly initialized (seeded), eval mode, returning its four stage outputs."""
+    torch.manual_seed(seed)
+    if name == 'resnet50_v1c':
+        from mmseg.models.backbones import ResNetV1c
+        model = ResNetV1c(depth=50, out_indices=(0, 1, 2, 3))
+    elif name == 'resnet50':
+        from mmdet.models.backbones import ResNet
+        model = ResNet(depth=50, out_indices=(0, 1, 2, 3), style='pytorch')
+    elif name == 'poolformer_s12':
+        from mmpretrain.models.backbones import PoolFormer
+        model = PoolFormer('s12', out_indices=(0, 2, 4, 6))
+    else:
+        raise ValueError(f'baseline "{name}" is not one of {list(BASELINES)}')
+    model.eval()  # mmpretrain's PoolFormer.train() returns None, so no chaining
+    return model
+
+
+def build_candidate(name: str, seed: int) -> nn.Module:
+    """``fastvit_<variant>/<form>`` or a baseline name."""
+    if name.startswith('fastvit_'):
+        variant, form = name[len('fastvit_'):].split('/')
+        return fastvit_forms(variant, seed, (form,))[form]
+    return build_baseline(name, seed)
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def memory_child(name: str, args: argparse.Namespace) -> None:
+    """Builds one candidate, runs it, prints its forward's peak extra resident memory and its parameters (JSON)."""
+    model = build_candidate(name, args.seed)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    with torch.inference_mode():
+        model(x)
+        baseline_kib = proc_status_kib('VmRSS')
+        try:
+            Path('/proc/self/clear_refs').write_text('5')  # resets VmHWM to the current VmRSS
+            peak_reset = True
+        except OSError:
+            peak_reset = False
+        for _ in range(MEMORY_RUNS):
+            model(x)
+        hwm_kib = proc_status_kib('VmHWM')
+    print(json.dumps(dict(peak_mib=((hwm_kib - baseline_kib) if peak_reset else hwm_kib) * 1024 / MIB,
+                          peak_is_extra=peak_reset, params=num_params(model))))
+
+
+def measure_memory(name: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), '--_memory-child', name, '--batch', str(args.batch),
+           '--size', str(args.size), '--seed', str(args.seed), '--threads', str(args.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MEMORY_CHILD_ENV})
+    if proc.returncode != 0:
+        sys.exit(f'memory measurement of {name} failed:\n{proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def fmt_load(load) -> str:
+    return ', '.join(f'{v:.2f}' for v in load.values()) if load else 'not available'
+
+
+def row(cells: Sequence[str]) -> str:
+    return '| ' + ' | '.join(cells) + ' |'
+
+
+def markdown(results: dict, settings: dict) -> str:
+    """Per-variant summary (deploy form vs the baselines, fusion speed-up), every candidate, settings, command."""
+    lat, mem, variants = results['latency'], results['memory'], settings['variants']
+    base = [b for b in BASELINES if b in lat]
+    lines = [f"FastViT backbones with four stage outputs, batch {settings['batch']}, "
+             f"3x{settings['size']}x{settings['size']}; `deploy` is the fused form "
+             '(`model.backbone.deploy=True`). Ratios are median latency over the baseline\'s median in the same '
+             'run (< 1: faster).', '']
+    header = (['variant', 'deploy ms', 'unfused ms', 'unfused / deploy', 'ref_fused / deploy']
+              + [f'deploy / {b}' for b in base] + ['params M (unfused / deploy)'])
+    lines += [row(header), row(['---'] * len(header))]
+    for v in variants:
+        names = {f: f'fastvit_{v}/{f}' for f in FORMS}
+        med = {f: lat[names[f]]['median_ms'] for f in FORMS}
+        params = (f"{mem[names['unfused']]['params'] / 1e6:.2f} / {mem[names['deploy']]['params'] / 1e6:.2f}"
+                  if names['unfused'] in mem else '-')
+        lines.append(row([v.upper(), f"{med['deploy']:.1f}", f"{med['unfused']:.1f}",
+                          f"{med['unfused'] / med['deploy']:.3f}", f"{med['ref_fused'] / med['deploy']:.3f}"]
+                         + [f"{med['deploy'] / lat[b]['median_ms']:.3f}" for b in base] + [params]))
+    lines += ['', 'Baselines: ' + '; '.join(f"`{b}` = {BASELINE_LABELS[b]}, {lat[b]['median_ms']:.1f} ms"
+                                              + (f", {mem[b]['params'] / 1e6:.2f} M params" if b in mem else '')
+                                              for b in base) + '.', '']
+
+    header = ['candidate', 'median ms', 'p90 ms', 'min ms', 'peak MiB'] + [f'/ {b}' for b in base] + ['rel. diff']
+    lines += [row(header), row(['---'] * len(header))]
+    for name, stats in lat.items():
+        peak = f"{mem[name]['peak_mib']:.0f}" if name in mem else '-'
+        diff = f"{results['max_rel_diff'][name]:.1e}" if name in results['max_rel_diff'] else '-'
+        lines.append(row([name, f"{stats['median_ms']:.1f}", f"{stats['p90_ms']:.1f}", f"{stats['min_ms']:.1f}", peak]
+                         + [f"{stats['median_ms'] / lat[b]['median_ms']:.3f}" for b in base] + [diff]))
+    if mem:
+        lines += ['', 'Peak MiB: the forward\'s peak extra resident memory (VmHWM - VmRSS after a first forward), in '
+                  'a fresh process per candidate. rel. diff: max |output - unfused output| / max |unfused output| '
+                  'over the four stage outputs.']
+    info = settings['machine']
+    lines += ['', f"Batch {settings['batch']}, 3x{settings['size']}x{settings['size']}, float32, eval mode, "
+              f"{info['torch_threads']} thread(s), {settings['warmup']} warm-up + {settings['runs']} timed runs per "
+              f"candidate, interleaved (medians); {info['cpu']} ({info['cpu_count']} cores), torch {info['torch']}, "
+              f"{settings['date']}. Load average (1, 5, 15 min) before timing: {fmt_load(settings['load_before'])}; "
+              f"after: {fmt_load(settings['load_after'])}. Timing took {settings['timing_s'] / 60:.1f} min.", '',
+              f"Reproduce: `{settings['command']}`"]
+    return '\n'.join(lines) + '\n'
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--variants', nargs='+', choices=list(FastViT.arch_zoo), default=list(FastViT.arch_zoo))
+    parser.add_argument('--baselines', nargs='*', choices=list(BASELINES), default=list(BASELINES))
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--size', type=int, default=512, help='input height and width')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed rounds')
+    parser.add_argument('--runs', type=int, default=15, help='timed rounds (one forward of every candidate each)')
+    parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch.set_num_threads')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the weights and the input')
+    parser.add_argument('--no-memory', action='store_true', help='skip the per-candidate memory subprocesses')
+    parser.add_argument('--max-load', type=float, default=None,
+                        help='wait until the 1-minute load average is below this before timing')
+    parser.add_argument('--wait-timeout', type=float, default=900, help='longest wait for --max-load, seconds')
+    parser.add_argument('--out', type=Path, default=DEFAULT_OUT, help='writes OUT.json and OUT.md')
+    parser.add_argument('--_memory-child', metavar='CANDIDATE', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.batch < 1 or args.size < 32:
+        parser.error('--runs, --threads, --batch must be >= 1, --warmup >= 0, --size >= 32')
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    if args._memory_child:
+        memory_child(args._memory_child, args)
+        return
+    logger = MMLogger.get_instance('dense_backbone_latency', logger_name='dense_backbone_latency')
+    candidates: Dict[str, nn.Module] = {}
+    errors: Dict[str, float] = {}
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed))
+    for variant in args.variants:
+        forms = fastvit_forms(variant, args.seed)
+        with torch.inference_mode():
+            outputs = {form: model(x) for form, model in forms.items()}
+        for form in FORMS[1:]:
+            errors[f'fastvit_{variant}/{form}'] = relative_error(outputs[form], outputs['unfused'])
+        bad = {k: e for k, e in errors.items() if k.startswith(f'fastvit_{variant}/') and not e < AGREEMENT_TOL}
+        if bad:
+            sys.exit(f'{variant}: fused outputs disagree with the unfused ones (>= {AGREEMENT_TOL}): {bad}; '
+                     'no timings taken')
+        candidates.update({f'fastvit_{variant}/{form}': model for form, model in forms.items()})
+    for name in args.baselines:
+        candidates[name] = build_baseline(name, args.seed)
+    logger.info(f'{len(candidates)} candidates; fused forms agree with unfused (worst rel. diff '
+                f'{max(errors.values(), default=0):.1e})')
+
+    waited = None
+    if args.max_load is not None:
+        waited = wait_for_load(args.max_load, timeout_s=args.wait_timeout, poll_s=30, log=logger.info)
+        if not waited['below']:
+            logger.info(f"load average still {waited['load_average']} after {waited['waited_s']:.0f} s; timing "
+                        'anyway (recorded in the results)')
+    load_before = load_average()
+    logger.info(f'load average before timing: {load_before}; {args.warmup} + {args.runs} rounds')
+    start = time.monotonic()
+    calls = {name: (lambda model=model: model(x)) for name, model in candidates.items()}
+    times = time_interleaved(calls, args.warmup, args.runs,
+                             progress=lambda done, total: logger.info(f'round {done}/{total}'))
+    timing_s = time.monotonic() - start
+    load_after = load_average()
+    latency = {name: summarize(t, batch=args.batch) for name, t in times.items()}
+    del candidates, calls
+
+    memory = {}
+    if not args.no_memory:
+        for name in latency:
+            memory[name] = measure_memory(name, args)
+            logger.info(f"{name}: median {latency[name]['median_ms']:.1f} ms, peak {memory[name]['peak_mib']:.0f} MiB")
+    settings = dict(variants=args.variants, baselines=args.baselines, batch=args.batch, size=args.size,
+                    warmup=args.warmup, runs=args.runs, seed=args.seed, dtype='float32', machine=machine_info(),
+                    mmengine=mmengine.__version__, load_before=load_before, load_after=load_after, waited=waited,
+                    timing_s=timing_s, agreement_tol=AGREEMENT_TOL, memory_child_env=MEMORY_CHILD_ENV,
+                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+                    command=shlex.join(sys.orig_argv))
+    results = dict(latency=latency, memory=memory, max_rel_diff=errors)
+    table = markdown(results, settings)
+    print(table, flush=True)
+    json_path, md_path = (args.out.with_name(args.out.name + suffix) for suffix in ('.json', '.md'))
+    write_text_atomic(json_path, json.dumps(dict(settings=settings, results=results), indent=2) + '\n')
+    write_text_atomic(md_path, f'# FastViT dense-prediction backbones: CPU latency at {args.size}x{args.size}, '
+                      f'batch {args.batch}\n\n' + table)
+    logger.info(f'wrote {json_path} and {md_path}')
+
+
+if __name__ == '__main__':
+    main()
