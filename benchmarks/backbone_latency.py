@@ -26,7 +26,7 @@ from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
 from mmfastvit.convert import timm_to_mmfastvit
-from mmfastvit.deploy.latency import cpu_model, proc_status_kib, summarize, time_interleaved, write_text_atomic
+from mmfastvit.deploy.latency import cpu_model, peak_extra_memory, summarize, time_interleaved, write_text_atomic
 from mmfastvit.models import FastViT, FastViTClassifier
 from mmfastvit.testing import randomize_fusable_state_
 
@@ -96,19 +96,10 @@ def memory_child(variant: str, form: str, args: argparse.Namespace) -> None:
     x = torch.randn(args.batch, 3, args.size, args.size)
     with torch.inference_mode():
         model(x)
-        baseline_kib = proc_status_kib('VmRSS')
-        try:
-            Path('/proc/self/clear_refs').write_text('5')  # resets VmHWM to the current VmRSS
-            peak_reset = True
-        except OSError:
-            peak_reset = False
-        for _ in range(MEMORY_RUNS):
-            model(x)
-        hwm_kib = proc_status_kib('VmHWM')
+        memory = peak_extra_memory(lambda: model(x), MEMORY_RUNS)
     params = list(model.parameters())
-    print(json.dumps(dict(peak_mib=((hwm_kib - baseline_kib) if peak_reset else hwm_kib) * 1024 / MIB,
-                          peak_is_extra=peak_reset, baseline_rss_mib=baseline_kib * 1024 / MIB,
-                          params=sum(p.numel() for p in params),
+    print(json.dumps(dict(peak_mib=memory['peak_mib'], peak_is_extra=memory['peak_is_extra'],
+                          baseline_rss_mib=memory['baseline_rss_mib'], params=sum(p.numel() for p in params),
                           param_mib=sum(p.numel() * p.element_size() for p in params) / MIB)))
 
 

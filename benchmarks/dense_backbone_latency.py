@@ -39,7 +39,7 @@ import torch
 from mmengine.logging import MMLogger
 from torch import nn
 
-from mmfastvit.deploy.latency import (load_average, machine_info, proc_status_kib, summarize, time_interleaved,
+from mmfastvit.deploy.latency import (load_average, machine_info, peak_extra_memory, summarize, time_interleaved,
                                       wait_for_load, write_text_atomic)
 from mmfastvit.models import FastViT
 from mmfastvit.testing import randomize_fusable_state_, relative_error
@@ -54,7 +54,6 @@ BASELINE_LABELS = {
 DENSE_OUT_INDICES = (0, 1, 2, 3)
 AGREEMENT_TOL = 1e-4  # max |form - unfused| over max |unfused|, worst stage output
 MEMORY_RUNS = 2
-MIB = 2**20
 MEMORY_CHILD_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536'}  # freed activations go back to the OS (see backbone_latency)
 DEFAULT_OUT = Path(__file__).resolve().parent / 'results' / 'dense_backbone_latency_cpu'
 
@@ -118,17 +117,9 @@ def memory_child(name: str, args: argparse.Namespace) -> None:
     x = torch.randn(args.batch, 3, args.size, args.size)
     with torch.inference_mode():
         model(x)
-        baseline_kib = proc_status_kib('VmRSS')
-        try:
-            Path('/proc/self/clear_refs').write_text('5')  # resets VmHWM to the current VmRSS
-            peak_reset = True
-        except OSError:
-            peak_reset = False
-        for _ in range(MEMORY_RUNS):
-            model(x)
-        hwm_kib = proc_status_kib('VmHWM')
-    print(json.dumps(dict(peak_mib=((hwm_kib - baseline_kib) if peak_reset else hwm_kib) * 1024 / MIB,
-                          peak_is_extra=peak_reset, params=num_params(model))))
+        memory = peak_extra_memory(lambda: model(x), MEMORY_RUNS)
+    print(json.dumps(dict(peak_mib=memory['peak_mib'], peak_is_extra=memory['peak_is_extra'],
+                          params=num_params(model))))
 
 
 def measure_memory(name: str, args: argparse.Namespace) -> dict:

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from mmfastvit.datasets import make_tiny_coco
-from mmfastvit.deploy.latency import (load_average, machine_info, proc_status_kib, summarize, time_interleaved,
+from mmfastvit.deploy.latency import (load_average, machine_info, peak_extra_memory, summarize, time_interleaved,
                                       wait_for_load, write_text_atomic)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +44,6 @@ R50_BACKBONE = dict(type='ResNet', depth=50, num_stages=4, out_indices=(0, 1, 2,
                     norm_cfg=dict(type='BN', requires_grad=True), norm_eval=True, style='pytorch', init_cfg=None)
 R50_FPN_IN = [256, 512, 1024, 2048]
 MEMORY_RUNS = 2  # steps after the high-water mark is reset
-MIB = 2**20
 # As benchmarks/backbone_latency.py: freed allocations of 64 KiB or more go back to the OS, so the baseline read after a
 # step does not keep that step's activations and the high-water mark shows a step's own peak.
 MEMORY_CHILD_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536'}
@@ -111,20 +110,12 @@ def memory_child(name: str, args: argparse.Namespace) -> None:
     model, optim_wrapper = build(name, cfg, args.seed)
     step = step_fn(model, optim_wrapper, batch)
     step()
-    baseline_kib = proc_status_kib('VmRSS')
-    try:
-        Path('/proc/self/clear_refs').write_text('5')  # resets VmHWM to the current VmRSS
-        peak_reset = True
-    except OSError:
-        peak_reset = False
-    for _ in range(MEMORY_RUNS):
-        step()
-    hwm_kib = proc_status_kib('VmHWM')
+    memory = peak_extra_memory(step, MEMORY_RUNS)
     params = sum(p.numel() for p in model.parameters())
     backbone_params = sum(p.numel() for p in model.backbone.parameters())
-    print(json.dumps(dict(peak_mib=((hwm_kib - baseline_kib) if peak_reset else hwm_kib) * 1024 / MIB,
-                          peak_is_extra=peak_reset, baseline_rss_mib=baseline_kib * 1024 / MIB,
-                          hwm_mib=hwm_kib * 1024 / MIB, params=params, backbone_params=backbone_params,
+    print(json.dumps(dict(peak_mib=memory['peak_mib'], peak_is_extra=memory['peak_is_extra'],
+                          baseline_rss_mib=memory['baseline_rss_mib'],
+                          hwm_mib=memory['hwm_mib'], params=params, backbone_params=backbone_params,
                           trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad))))
 
 

@@ -64,6 +64,29 @@ def proc_status_kib(field: str) -> int:
     raise KeyError(f'/proc/self/status has no {field}')
 
 
+def peak_extra_memory(call: Callable[[], object], runs: int = 3) -> dict:
+    """Peak resident memory of ``runs`` calls of ``call`` above the resident memory before them (Linux /proc).
+
+    Call it once first, so that weights and lazily allocated buffers are part of the baseline. Where
+    ``/proc/self/clear_refs`` is not writable, the high-water mark cannot be reset and the absolute ``VmHWM`` of the
+    process is reported instead (``peak_is_extra`` False).
+
+    Returns:
+        dict: ``peak_mib``, ``peak_is_extra``, ``baseline_rss_mib``, ``hwm_mib``.
+    """
+    baseline_kib = proc_status_kib('VmRSS')
+    try:
+        Path('/proc/self/clear_refs').write_text('5')  # resets VmHWM to the current VmRSS
+        peak_reset = True
+    except OSError:
+        peak_reset = False
+    for _ in range(runs):
+        call()
+    hwm_kib = proc_status_kib('VmHWM')
+    return dict(peak_mib=((hwm_kib - baseline_kib) if peak_reset else hwm_kib) / 1024, peak_is_extra=peak_reset,
+                baseline_rss_mib=baseline_kib / 1024, hwm_mib=hwm_kib / 1024)
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, else the platform's processor string."""
     try:
