@@ -11,10 +11,11 @@ and measured. The metrics are logged (``accuracy/top1: ...`` for classification)
 For several GPUs use tools/dist_test.sh (torchrun) or tools/slurm_test.sh (srun).
 """
 import argparse
-import os
 import os.path as osp
-import sys
-from typing import NoReturn, Optional, Sequence
+from typing import Optional, Sequence
+
+from mmfastvit.engine.cli import (add_common_args, apply_common_args, build_runner, export_local_rank, fail,
+                                  load_config)
 
 # Visualization hooks by type name, and how --show-dir turns each on:
 #   mmpretrain VisualizationHook: enable=True, out_dir=<dir> (used as given), every image unless the config
@@ -25,8 +26,6 @@ VISUALIZATION_HOOKS = ('VisualizationHook', 'DetVisualizationHook', 'SegVisualiz
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(description='Test a checkpoint with an OpenMMLab config')
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -36,36 +35,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         '(mmdet puts it under work_dir/<timestamp>/)')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation: the config\'s tta_model and '
                         'tta_pipeline')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, key=value (nested keys with dots, list items by index); applied before the '
-        'other options')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    add_common_args(parser)
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args)
     return args
-
-
-def fail(message: str) -> NoReturn:
-    """Reports a bad input and exits with status 2, before anything is written."""
-    print(f'{osp.basename(__file__)}: error: {message}', file=sys.stderr)
-    sys.exit(2)
-
-
-def load_config(path: str):
-    """The config at ``path``; a missing or unreadable file is reported through :func:`fail`."""
-    from mmengine.config import Config
-
-    if not osp.isfile(path):
-        fail(f'config file "{path}" does not exist')
-    try:
-        return Config.fromfile(path)
-    except Exception as e:  # syntax errors, missing bases, ...: all mean the config cannot be used
-        fail(f'cannot load config "{path}": {type(e).__name__}: {e}')
 
 
 def _type_name(hook_cfg) -> str:
@@ -115,13 +88,7 @@ def enable_tta(cfg, config_path: str) -> None:
 
 def merge_args(cfg, args: argparse.Namespace):
     """Applies the command line to ``cfg`` (in place) and returns it."""
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    apply_common_args(cfg, args)
 
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         fail(f'checkpoint "{args.checkpoint}" does not exist')
@@ -137,17 +104,6 @@ def merge_args(cfg, args: argparse.Namespace):
     if args.tta:
         enable_tta(cfg, args.config)
     return cfg
-
-
-def build_runner(cfg):
-    """mmengine's Runner, or the config's ``runner_type`` looked up in the config's default scope."""
-    if 'runner_type' not in cfg:
-        from mmengine.runner import Runner
-        return Runner.from_cfg(cfg)
-    from mmengine.registry import RUNNERS, init_default_scope
-    if cfg.get('default_scope') is not None:
-        init_default_scope(cfg.default_scope)
-    return RUNNERS.build(cfg)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:

@@ -10,15 +10,14 @@ metrics; this script only turns the command line into config changes and runs mm
 For several GPUs use tools/dist_train.sh (torchrun) or tools/slurm_train.sh (srun).
 """
 import argparse
-import os
 import os.path as osp
-import sys
-from typing import NoReturn, Optional, Sequence
+from typing import Optional, Sequence
+
+from mmfastvit.engine.cli import (add_common_args, apply_common_args, build_runner, export_local_rank, fail,
+                                  load_config)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(description='Train a model from an OpenMMLab config')
     parser.add_argument('config', help='config file path')
     parser.add_argument('--work-dir', help='where logs and checkpoints go. Default: work_dirs/<config name>')
@@ -35,37 +34,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='scale the learning rate by the actual total batch size over the config\'s auto_scale_lr.base_batch_size')
     parser.add_argument('--no-validate', action='store_true', help='do not evaluate during training')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, key=value (nested keys with dots, list items by index: '
-        'train_dataloader.dataset.pipeline.1.scale=64); applied before the other options')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank; torchrun sets LOCAL_RANK instead.
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    add_common_args(parser)
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args)
     return args
-
-
-def fail(message: str) -> NoReturn:
-    """Reports a bad input and exits with status 2, before anything is written."""
-    print(f'{osp.basename(__file__)}: error: {message}', file=sys.stderr)
-    sys.exit(2)
-
-
-def load_config(path: str):
-    """The config at ``path``; a missing or unreadable file is reported through :func:`fail`."""
-    from mmengine.config import Config
-
-    if not osp.isfile(path):
-        fail(f'config file "{path}" does not exist')
-    try:
-        return Config.fromfile(path)
-    except Exception as e:  # syntax errors, missing bases, ...: all mean the config cannot be used
-        fail(f'cannot load config "{path}": {type(e).__name__}: {e}')
 
 
 def is_local_path(path: str) -> bool:
@@ -80,15 +52,7 @@ def amp_device_available() -> bool:
 
 def merge_args(cfg, args: argparse.Namespace):
     """Applies the command line to ``cfg`` (in place) and returns it."""
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-
-    # work_dir: command line, else the config's, else work_dirs/<config name>.
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    apply_common_args(cfg, args)
 
     if args.resume == 'auto':
         cfg.resume = True
@@ -135,17 +99,6 @@ def check_pretrained(cfg, config_path: str) -> None:
                  f'<Apple .pth.tar or timm file> {checkpoint}), point the config elsewhere with --cfg-options '
                  f'model.backbone.init_cfg.checkpoint=PATH, or train from scratch with --cfg-options '
                  f'model.backbone.init_cfg=None')
-
-
-def build_runner(cfg):
-    """mmengine's Runner, or the config's ``runner_type`` looked up in the config's default scope."""
-    if 'runner_type' not in cfg:
-        from mmengine.runner import Runner
-        return Runner.from_cfg(cfg)
-    from mmengine.registry import RUNNERS, init_default_scope
-    if cfg.get('default_scope') is not None:
-        init_default_scope(cfg.default_scope)
-    return RUNNERS.build(cfg)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
