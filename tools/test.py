@@ -68,6 +68,7 @@ def enable_visualization(cfg, show_dir: str, config_path: str, tta: bool = False
             hook.test_out_dir = show_dir
         else:  # SegVisualizationHook
             hook.draw = True
+            hook.setdefault('interval', 1)  # every test image (the hook's default draws one batch in 50)
             cfg.setdefault('visualizer', dict(type='SegLocalVisualizer', vis_backends=[dict(type='LocalVisBackend')]))
             cfg.visualizer.save_dir = show_dir
 
@@ -112,8 +113,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     runner = build_runner(cfg)
 
     if args.out is not None:
-        from mmengine.evaluator import DumpResults
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        from mmfastvit.engine.cli import PredictionDump
+        runner.test_evaluator.metrics.append(PredictionDump(out_file_path=args.out))
 
     # Checkpoints saved by mmengine's Runner need these globals under torch's weights_only load
     # (mmfastvit/engine/checkpoint.py); plain state dicts load either way.
