@@ -31,6 +31,7 @@ setup(
     extras_require={
         'tasks': read_requirements('optional'),
         'deploy': read_requirements('deploy'),
+        'hand': read_requirements('hand'),
         'tests': read_requirements('tests'),
     },
     license='Apache-2.0',

@@ -62,7 +62,7 @@ fi
 
 # 4. Everything else, held to the pins, then the project itself in editable mode.
 "${pip[@]}" install --quiet -c "$req/constraints.txt" \
-  -r "$req/runtime.txt" -r "$req/optional.txt" -r "$req/deploy.txt" -r "$req/tests.txt"
+  -r "$req/runtime.txt" -r "$req/optional.txt" -r "$req/deploy.txt" -r "$req/hand.txt" -r "$req/tests.txt"
 "${pip[@]}" install --quiet --no-deps --no-build-isolation -e "$root"
 
 "$venv/bin/python" - <<'PY'
