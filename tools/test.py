@@ -116,11 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         from mmfastvit.engine.cli import PredictionDump
         runner.test_evaluator.metrics.append(PredictionDump(out_file_path=args.out))
 
-    # Checkpoints saved by mmengine's Runner need these globals under torch's weights_only load
-    # (mmfastvit/engine/checkpoint.py); plain state dicts load either way.
-    from mmfastvit.engine import mmengine_checkpoint_globals
-    with mmengine_checkpoint_globals():
-        return runner.test()
+    return runner.test()
 
 
 if __name__ == '__main__':

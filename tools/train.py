@@ -106,17 +106,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     cfg = merge_args(load_config(args.config), args)
     check_pretrained(cfg, args.config)
     runner = build_runner(cfg)
-
-    if cfg.get('resume') or cfg.get('load_from'):
-        # torch >= 2.6 loads with weights_only=True, under which mmengine cannot read the checkpoints its Runner
-        # saves; allow exactly the globals those contain, for this run (mmfastvit/engine/checkpoint.py).
-        from mmfastvit.engine import mmengine_checkpoint_globals
-        runner.logger.info('Loading the checkpoint with torch.load(weights_only=True) and the globals of mmengine '
-                           'Runner checkpoints allowed (mmfastvit.engine.mmengine_checkpoint_globals)')
-        with mmengine_checkpoint_globals():
-            runner.train()
-    else:
-        runner.train()
+    runner.train()
 
 
 if __name__ == '__main__':

@@ -61,9 +61,10 @@ def apply_common_args(cfg, args: argparse.Namespace) -> None:
 
 
 def build_runner(cfg):
-    """mmengine's Runner, or the config's ``runner_type`` looked up in the config's default scope."""
+    """:class:`mmfastvit.engine.runner.Runner` (mmengine's, with atomic checkpoints, weights-only loading and CPU
+    distributed training), or the config's ``runner_type`` looked up in the config's default scope."""
     if 'runner_type' not in cfg:
-        from mmengine.runner import Runner
+        from mmfastvit.engine.runner import Runner
         return Runner.from_cfg(cfg)
     from mmengine.registry import RUNNERS, init_default_scope
     if cfg.get('default_scope') is not None:

@@ -184,10 +184,11 @@ def _load_tool(path):
 @pytest.mark.parametrize('hook, expected, visualizer', [
     (dict(type='VisualizationHook', enable=False), dict(enable=True, out_dir='vis', interval=1), None),
     (dict(type='mmdet.DetVisualizationHook'), dict(draw=True, test_out_dir='vis'), None),
-    (dict(type='SegVisualizationHook', draw=False), dict(draw=True), dict(save_dir='vis')),
+    (dict(type='SegVisualizationHook', draw=False), dict(draw=True, interval=1), dict(save_dir='vis')),
+    (dict(type='SegVisualizationHook', interval=7), dict(draw=True, interval=7), dict(save_dir='vis')),
 ])
 def test_show_dir_turns_on_each_task_hook(hook, expected, visualizer):
-    """The mmdet and mmseg hooks too, which this file cannot run end to end yet."""
+    """Each task's hook draws every test image unless the config chose an interval."""
     from mmengine.config import Config
     tool = _load_tool(TEST)
     cfg = Config(dict(default_hooks=dict(visualization=hook), visualizer=dict(type='Visualizer')))
