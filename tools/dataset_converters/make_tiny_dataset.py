@@ -57,6 +57,24 @@ def _run_coco(args: argparse.Namespace) -> Dict:
                           max_objects=args.max_objects, crowd_prob=args.crowd_prob, seed=args.seed)
 
 
+def _add_freihand_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--train', type=int, default=8, help='unique training samples (x 4 versions). Default: 8')
+    parser.add_argument('--eval', type=int, default=4, help='evaluation samples. Default: 4')
+    parser.add_argument('--no-eval-annotations', action='store_true',
+                        help='leave out evaluation_{xyz,verts,mano}.json (as in the first FreiHAND release)')
+    parser.add_argument('--mano-path', default=None,
+                        help='MANO_RIGHT.pkl to pose the hands with. Default: a synthetic one, written to '
+                        'OUT_DIR/MANO_RIGHT.pkl')
+    parser.add_argument('--size', type=int, default=224, help='image side in pixels. Default: 224')
+
+
+def _run_freihand(args: argparse.Namespace) -> Dict:
+    from mmfastvit.datasets.synthetic import make_tiny_freihand
+    return make_tiny_freihand(args.out_dir, num_train=args.train, num_eval=args.eval,
+                              eval_annotations=not args.no_eval_annotations, mano_path=args.mano_path,
+                              size=args.size, seed=args.seed)
+
+
 # name -> (help, add arguments, run); run returns a JSON-serializable summary.
 SUBCOMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Dict]]] = {
     'imagenet': ('ImageNet layout (train/<wnid>/*.JPEG, val/*.JPEG, meta/{train,val}.txt) for mmpretrain',
@@ -65,6 +83,9 @@ SUBCOMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Cal
                '0 = other, 1..150 = classes) for mmseg', _add_ade20k_args, _run_ade20k),
     'coco': ('COCO layout (annotations/instances_{train,val}2017.json, {train,val}2017/*.png; polygon, RLE and '
              'crowd masks) for mmdet', _add_coco_args, _run_coco),
+    'freihand': ('FreiHAND layout (training/rgb x 4 versions, training/mask, evaluation/rgb, '
+                 'training_{K,mano,xyz,verts,scale}.json, evaluation_*.json) posed with MANO, for mmfastvit.hand',
+                 _add_freihand_args, _run_freihand),
 }
 
 

@@ -4,6 +4,7 @@ Only numpy and Pillow are needed to write them; reading them is the task package
 """
 from .ade20k import make_tiny_ade20k
 from .coco import make_tiny_coco
+from .freihand import make_tiny_freihand
 from .imagenet import make_tiny_imagenet
 
-__all__ = ['make_tiny_ade20k', 'make_tiny_coco', 'make_tiny_imagenet']
+__all__ = ['make_tiny_ade20k', 'make_tiny_coco', 'make_tiny_freihand', 'make_tiny_imagenet']
