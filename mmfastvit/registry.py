@@ -12,7 +12,9 @@ from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmfastvit', locations=['mmfastvit.models'])
 # The hand-mesh task (mmfastvit/hand/) registers its dataset, transforms, metric and model here. Its configs import it
-# through custom_imports, so that the core never imports smplx / scipy.
+# through custom_imports, so that the core never imports smplx / scipy. mmfastvit.LoadImageFromFile (mmcv only) is
+# found by location.
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='mmfastvit')
-TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='mmfastvit')
+TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='mmfastvit',
+                      locations=['mmfastvit.datasets.transforms'])
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='mmfastvit')

@@ -4,7 +4,8 @@ For every FastViT variant it builds the classifier backbone, gives its BatchNorm
 values, fuses it to the reference form (as Apple / timm do) and to our full form, and checks each against the train
 form; then it saves a fused checkpoint, loads it into a model built with ``deploy=True``, and builds the backbone
 from each OpenMMLab registry scope. Last, the classification tools: an Apple-format T8 checkpoint is converted,
-reparameterized and evaluated, unfused and fused, with ``tools/test.py`` on a generated tiny ImageNet.
+reparameterized and evaluated, unfused and fused, with ``tools/test.py`` on a generated tiny ImageNet; and the deploy
+tool: T8 exported to ONNX and Core ML and timed on the backends available (``tools/demo_deploy.py``).
 
     python tools/demo.py [--variants t8 sa12] [--size 256] [--work-dir work_dirs/demo]
 """
@@ -17,6 +18,7 @@ import sys
 
 import torch
 from mmengine.logging import MMLogger
+from demo_deploy import tour_deploy  # tools/ is on sys.path when this script runs
 from mmengine.registry import init_default_scope
 from torch import nn
 
@@ -148,6 +150,7 @@ def main():
     tour_checkpoint(args.work_dir, logger)
     tour_registries(logger)
     tour_classification(args.work_dir, logger)
+    tour_deploy(args.work_dir, logger)
 
 
 if __name__ == '__main__':

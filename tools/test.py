@@ -14,8 +14,8 @@ import argparse
 import os.path as osp
 from typing import Optional, Sequence
 
-from mmfastvit.engine.cli import (add_common_args, apply_common_args, build_runner, export_local_rank, fail,
-                                  load_config)
+from mmfastvit.engine.cli import (add_common_args, apply_common_args, build_runner, check_data_paths,
+                                  export_local_rank, fail, load_config, run_reporting_bad_input)
 
 # Visualization hooks by type name, and how --show-dir turns each on:
 #   mmpretrain VisualizationHook: enable=True, out_dir=<dir> (used as given), every image unless the config
@@ -110,13 +110,14 @@ def merge_args(cfg, args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     cfg = merge_args(load_config(args.config), args)
+    check_data_paths(cfg, ('test', ), args.config)
     runner = build_runner(cfg)
 
     if args.out is not None:
         from mmfastvit.engine.cli import PredictionDump
         runner.test_evaluator.metrics.append(PredictionDump(out_file_path=args.out))
 
-    return runner.test()
+    return run_reporting_bad_input(runner.test)
 
 
 if __name__ == '__main__':

@@ -13,8 +13,8 @@ import argparse
 import os.path as osp
 from typing import Optional, Sequence
 
-from mmfastvit.engine.cli import (add_common_args, apply_common_args, build_runner, export_local_rank, fail,
-                                  load_config)
+from mmfastvit.engine.cli import (add_common_args, apply_common_args, build_runner, check_data_paths,
+                                  export_local_rank, fail, load_config, run_reporting_bad_input)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -105,8 +105,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     cfg = merge_args(load_config(args.config), args)
     check_pretrained(cfg, args.config)
+    check_data_paths(cfg, ('train', 'val'), args.config)  # val_* are None under --no-validate
     runner = build_runner(cfg)
-    runner.train()
+    run_reporting_bad_input(runner.train)
 
 
 if __name__ == '__main__':

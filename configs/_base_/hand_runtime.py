@@ -1,5 +1,5 @@
 # Runtime of the FreiHAND hand-mesh configs: mmfastvit's own scope (the model, dataset, transforms and metric are
-# registered there by mmfastvit.hand; mmcv's LoadImageFromFile and mmengine's parts resolve through the parents).
+# registered there by mmfastvit.hand; mmengine's parts resolve through the parent registries).
 default_scope = 'mmfastvit'
 custom_imports = dict(imports=['mmfastvit.hand'], allow_failed_imports=False)
 

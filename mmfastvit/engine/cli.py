@@ -4,7 +4,7 @@ import argparse
 import os
 import os.path as osp
 import sys
-from typing import NoReturn
+from typing import Any, Callable, Iterator, NoReturn, Sequence, Tuple
 
 from mmengine.evaluator import DumpResults
 
@@ -58,6 +58,73 @@ def apply_common_args(cfg, args: argparse.Namespace) -> None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+
+def _datasets(dataset, where: str) -> Iterator[Tuple[str, dict]]:
+    """(config path, dataset dict) of ``dataset`` and of the datasets inside wrappers (RepeatDataset and
+    ClassBalancedDataset: ``dataset``, ConcatDataset: ``datasets``)."""
+    if not isinstance(dataset, dict):
+        return
+    yield where, dataset
+    yield from _datasets(dataset.get('dataset'), f'{where}.dataset')
+    for i, inner in enumerate(dataset.get('datasets') or []):
+        yield from _datasets(inner, f'{where}.datasets.{i}')
+
+
+def _local(path) -> bool:
+    return isinstance(path, str) and bool(path) and '://' not in path
+
+
+def check_data_paths(cfg, splits: Sequence[str], config_path: str) -> None:
+    """Fails, naming the config key, when a ``<split>_dataloader`` dataset's ``data_root``, ``ann_file`` or
+    ``data_prefix`` folder, or a ``<split>_evaluator``'s ``ann_file``, is a local path that does not exist.
+
+    Without it, a missing dataset surfaces after the model is built, as a bare FileNotFoundError from deep inside the
+    task package (or, for mmpretrain's folder datasets, as an empty dataset).
+    """
+    def missing(key: str, path: str, kind: str) -> NoReturn:
+        fail(f'{key} "{path}" does not exist (config "{config_path}"): {kind}; prepare the dataset there (see the '
+             f'task\'s page in docs/) or point the config at it with --cfg-options {key}=PATH')
+
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        for where, dataset in _datasets((loader or {}).get('dataset'), f'{split}_dataloader.dataset'):
+            root = dataset.get('data_root') or ''
+            if _local(root) and not osp.isdir(root):
+                missing(f'{where}.data_root', root, 'expected the dataset\'s folder')
+            in_root = (lambda path: path if osp.isabs(path) or not _local(root) else osp.join(root, path))
+            ann_file = dataset.get('ann_file')
+            if _local(ann_file) and not osp.isfile(in_root(ann_file)):
+                missing(f'{where}.ann_file', in_root(ann_file), 'expected an annotation file')
+            prefix = dataset.get('data_prefix')
+            prefixes = prefix.items() if isinstance(prefix, dict) else [('', prefix)]
+            for name, path in prefixes:
+                if _local(path) and not osp.isdir(in_root(path)):
+                    key = f'{where}.data_prefix' + (f'.{name}' if name else '')
+                    missing(key, in_root(path), 'expected a folder of the dataset')
+        evaluators = cfg.get(f'{split}_evaluator') or []
+        for i, metric in enumerate(evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]):
+            ann_file = metric.get('ann_file') if isinstance(metric, dict) else None
+            if _local(ann_file) and not osp.isfile(ann_file):
+                key = f'{split}_evaluator' + (f'.{i}' if isinstance(evaluators, (list, tuple)) else '') + '.ann_file'
+                missing(key, ann_file, 'expected the ground-truth annotation file')
+
+
+def run_reporting_bad_input(step: Callable[[], Any]) -> Any:
+    """Runs ``step`` (``runner.train`` / ``runner.test``); a checkpoint that does not fit or is refused as unsafe, and
+    an undecodable image, are reported through :func:`fail` (one line, exit 2) instead of a traceback."""
+    import pickle
+
+    from mmfastvit.datasets.transforms import CorruptImageError
+    from mmfastvit.engine.runner import unpickling_reason
+    from mmfastvit.fileio import CheckpointError
+
+    try:
+        return step()
+    except (CheckpointError, CorruptImageError) as e:
+        fail(str(e))
+    except pickle.UnpicklingError as e:  # e.g. init_cfg=dict(type='Pretrained', checkpoint=...) under weights_only
+        fail(f'a checkpoint was refused: {unpickling_reason(e)}')
 
 
 def build_runner(cfg):

@@ -10,6 +10,12 @@ three things and nothing else:
 - **Checkpoints load under ``weights_only=True``.** Resuming and ``load_from`` go through
   :func:`mmfastvit.engine.mmengine_checkpoint_globals`, which allows exactly the types a Runner checkpoint holds;
   a checkpoint that would run code is still refused.
+- **A checkpoint must fit the model's backbone.** mmengine loads ``load_from`` non-strictly and only logs shape
+  mismatches, so testing a checkpoint of another variant (or a fused one without ``deploy=True``) runs and reports
+  meaningless numbers. Here any difference in the ``backbone.`` tensors (shapes, or which tensors exist) is a
+  :class:`~mmfastvit.fileio.CheckpointError` naming the checkpoint and the first differences; other parts (e.g. a
+  classification head with another number of classes, when fine-tuning) still load non-strictly as in mmengine.
+  A checkpoint ``torch.load(weights_only=True)`` refuses is reported the same way.
 - **Distributed training works without a GPU.** mmengine's launcher code calls ``torch.cuda.set_device`` and wraps the
   model with ``device_ids=[LOCAL_RANK]``, both of which fail on a CPU-only machine. Without CUDA this Runner starts
   the process group itself with the gloo backend (torchrun's or slurm's environment), wraps the model in
@@ -18,18 +24,23 @@ three things and nothing else:
 """
 import os
 import os.path as osp
+import pickle
+import re
 import subprocess
 from datetime import timedelta
+from typing import Mapping
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.dist import is_distributed, master_only
+from mmengine.hooks import Hook
 from mmengine.model import MMDistributedDataParallel, is_model_wrapper, revert_sync_batchnorm
 from mmengine.runner import Runner as MMEngineRunner
 
+from ..fileio import CheckpointError
 from .checkpoint import mmengine_checkpoint_globals
 
-__all__ = ['Runner', 'init_cpu_process_group']
+__all__ = ['Runner', 'check_backbone_fits', 'init_cpu_process_group', 'unpickling_reason']
 
 
 def _slurm_environment() -> None:
@@ -70,6 +81,60 @@ def init_cpu_process_group(launcher: str, dist_cfg: dict) -> str:
             f'{torch_dist.get_world_size()}')
 
 
+def unpickling_reason(error: pickle.UnpicklingError) -> str:
+    """The line of torch's weights-only refusal that says what it refused (its message is a page long)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if 'Unsupported global' in line or 'Unsupported operand' in line]
+    what = named[0] if named else (lines[0] if lines else type(error).__name__)
+    return f'torch.load(weights_only=True) found more than tensors and plain data in it ({what})'
+
+
+def check_backbone_fits(model_state: Mapping, checkpoint_state: Mapping, source: str, prefix: str = 'backbone.',
+                        shown: int = 3) -> None:
+    """Raises :class:`CheckpointError` when the ``prefix`` tensors of ``checkpoint_state`` differ from the model's in
+    shape or in which exist (``module.`` prefixes of DDP checkpoints are ignored). Nothing to check when the model has
+    no tensors under ``prefix``."""
+    ours = {key: value for key, value in model_state.items() if key.startswith(prefix)}
+    if not ours:
+        return
+    theirs = {re.sub(r'^module\.', '', key): value for key, value in checkpoint_state.items()}
+    theirs = {key: value for key, value in theirs.items() if key.startswith(prefix)}
+
+    def listed(keys, describe=lambda key: key):
+        keys = sorted(keys)
+        more = f', ... ({len(keys) - shown} more)' if len(keys) > shown else ''
+        return ', '.join(describe(key) for key in keys[:shown]) + more
+
+    problems = []
+    if not theirs:
+        problems.append(f'it has no "{prefix}" tensors at all (is it a checkpoint of this kind of model?)')
+    else:
+        shapes = [key for key in ours if key in theirs and tuple(theirs[key].shape) != tuple(ours[key].shape)]
+        if shapes:
+            problems.append(f'{len(shapes)} tensors have other shapes: ' + listed(
+                shapes, lambda key: f'{key} {tuple(theirs[key].shape)} here vs {tuple(ours[key].shape)} in the model'))
+        missing, unexpected = ours.keys() - theirs.keys(), theirs.keys() - ours.keys()
+        if missing:
+            problems.append(f'{len(missing)} of the model\'s tensors are missing: {listed(missing)}')
+        if unexpected:
+            problems.append(f'{len(unexpected)} tensors are not the model\'s: {listed(unexpected)}')
+    if problems:
+        raise CheckpointError(
+            f'checkpoint {source} does not fit the model\'s {prefix.rstrip(".")}: ' + '; '.join(problems) + '. It was '
+            'saved for another variant or configuration; a fused (reparameterized) checkpoint needs '
+            '--cfg-options model.backbone.deploy=True')
+
+
+class _CheckpointFitHook(Hook):
+    """Runs :func:`check_backbone_fits` on every checkpoint the Runner loads, before it reaches the model."""
+    priority = 'VERY_HIGH'
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        source = f'"{runner._load_from}"' if runner._load_from else '(the work dir\'s last checkpoint)'
+        check_backbone_fits(model.state_dict(), checkpoint.get('state_dict', checkpoint), source)
+
+
 class Runner(MMEngineRunner):
     """mmengine's Runner with atomic checkpoint files, weights-only checkpoint loading and CPU distributed training
     (see the module docstring)."""
@@ -104,8 +169,22 @@ class Runner(MMEngineRunner):
         if self._resume or self._load_from:
             self.logger.info('Loading the checkpoint with torch.load(weights_only=True) and the globals of mmengine '
                              'Runner checkpoints allowed (mmfastvit.engine.mmengine_checkpoint_globals)')
-        with mmengine_checkpoint_globals():
-            super().load_or_resume()
+        if not any(isinstance(hook, _CheckpointFitHook) for hook in self._hooks):
+            self.register_hook(_CheckpointFitHook())
+        source = self._load_from or '(last in the work dir)'
+        if isinstance(self._load_from, str) and osp.isfile(self._load_from) and osp.getsize(self._load_from) == 0:
+            raise CheckpointError(f'checkpoint "{source}" is empty (0 bytes)')
+        try:
+            with mmengine_checkpoint_globals():
+                super().load_or_resume()
+        except pickle.UnpicklingError as e:
+            raise CheckpointError(f'checkpoint "{source}" was refused: {unpickling_reason(e)}') from None
+        except (EOFError, RuntimeError) as e:
+            # torch's zip reader on a cut-off file: "PytorchStreamReader failed reading zip archive: ..."
+            if not isinstance(e, EOFError) and 'PytorchStreamReader' not in str(e):
+                raise
+            raise CheckpointError(f'checkpoint "{source}" is not a readable torch checkpoint (truncated or corrupt?): '
+                                  f'{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}') from None
 
     @master_only
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:

@@ -93,8 +93,9 @@ def test_pipelines(name):
     assert cfg.crop_ratio == crop_ratio and int(size / cfg.crop_ratio) == edge
 
     train = {t.type: t for t in cfg.train_dataloader.dataset.pipeline}
-    assert list(train) == ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'RandAugment', 'RandomErasing',
-                           'PackInputs']
+    assert list(train) == ['mmfastvit.LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'RandAugment',
+                           'RandomErasing', 'PackInputs']
+    assert train['mmfastvit.LoadImageFromFile'].on_corrupt == 'error'  # named, not skipped, unless configured
     assert (train['RandomResizedCrop'].scale, train['RandomResizedCrop'].interpolation) == (size, 'bicubic')
     assert (train['RandomFlip'].prob, train['RandomFlip'].direction) == (0.5, 'horizontal')
     rand_augment = train['RandAugment']

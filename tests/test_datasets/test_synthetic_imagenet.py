@@ -82,7 +82,7 @@ def test_mmpretrain_imagenet_reads_it(tiny, split):
     from mmpretrain.datasets import ImageNet
     from mmpretrain.registry import TRANSFORMS
     from mmpretrain.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
+    register_all_modules(init_default_scope=True)  # builds in mmpretrain's scope whatever ran before
 
     info = tiny[split]
     pipeline = [

@@ -13,6 +13,8 @@ from typing import Dict, List
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 HERE = osp.dirname(osp.abspath(__file__))
 TRAIN = osp.join(REPO, 'tools', 'train.py')
+TEST = osp.join(REPO, 'tools', 'test.py')
+REPARAMETERIZE = osp.join(REPO, 'tools', 'model_converters', 'reparameterize.py')
 DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
 
 # The ImageNet recipe with what makes two runs comparable step by step: a fixed pipeline (no random crop, flip,
@@ -22,12 +24,16 @@ CLASSIFIER = """
 _base_ = [{base!r}]
 custom_imports = dict(imports=['loss_recorder'], allow_failed_imports=False)
 model = dict(backbone=dict(norm_eval=True), train_cfg=dict(_delete_=True))
-train_pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(32, 32)), dict(type='PackInputs')]
+train_pipeline = [dict(type='mmfastvit.LoadImageFromFile', on_corrupt='error'), dict(type='Resize', scale=(32, 32)),
+                  dict(type='PackInputs')]
 train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, pin_memory=False,
                         dataset=dict(data_root={data_root!r}, pipeline=train_pipeline))
 val_dataloader = None
 val_cfg = None
 val_evaluator = None
+test_pipeline = [dict(type='mmfastvit.LoadImageFromFile'), dict(type='Resize', scale=(32, 32)), dict(type='PackInputs')]
+test_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, pin_memory=False,
+                       dataset=dict(data_root={data_root!r}, pipeline=test_pipeline))
 train_cfg = dict(max_epochs={max_epochs})
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1, convert_to_iter_based=True),
@@ -82,9 +88,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def run(script: str, *args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, script, *map(str, args)], cwd=cwd, env=environment(), capture_output=True,
+                          text=True, timeout=900)
+
+
 def train(config: str, work_dir, *args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, TRAIN, config, '--work-dir', str(work_dir), *map(str, args)], cwd=cwd,
-                          env=environment(), capture_output=True, text=True, timeout=900)
+    return run(TRAIN, config, '--work-dir', work_dir, *args, cwd=cwd)
 
 
 def dist_train(config: str, work_dir, processes: int, *args, cwd) -> subprocess.CompletedProcess:

@@ -234,3 +234,20 @@ def test_negative_out_indices_count_from_the_last_stage():
     model = FastViT('t8', out_indices=(-1, -4))
     assert model.out_indices == (0, 3)
     assert not hasattr(model, 'final_conv')
+
+
+@pytest.mark.parametrize('shape, match', [
+    ((1, 3, 31, 64), 'input 31x64 is smaller than 32x32'),
+    ((2, 3, 64, 16), 'input 64x16 is smaller than 32x32'),
+    ((1, 1, 64, 64), r'expects images of shape \(N, 3, H, W\), got a tensor of shape \(1, 1, 64, 64\)'),
+    ((3, 64, 64), r'got a tensor of shape \(3, 64, 64\)'),
+])
+def test_bad_input_is_named(shape, match):
+    model = FastViT('t8').eval()
+    with pytest.raises(ValueError, match=match):
+        model(torch.rand(*shape))
+
+
+def test_smallest_input_and_other_channel_counts():
+    assert FastViT('t8').eval()(torch.rand(1, 3, 32, 32))[0].shape == (1, 384, 1, 1)
+    assert FastViT('t8', in_channels=1).eval()(torch.rand(1, 1, 32, 48))[0].shape == (1, 384, 1, 2)

@@ -96,7 +96,7 @@ def test_config_states_the_protocol(variant):
     assert steps['RandomResize'].scale == (2048, 512) and steps['RandomResize'].ratio_range == (0.5, 2.0)
     assert steps['RandomCrop'].crop_size == (512, 512) and steps['RandomCrop'].cat_max_ratio == 0.75
     assert {'RandomFlip', 'PhotoMetricDistortion', 'LoadAnnotations'} <= set(steps)
-    assert [t.type for t in cfg.test_pipeline] == ['LoadImageFromFile', 'Resize', 'ResizeToMultiple',
+    assert [t.type for t in cfg.test_pipeline] == ['mmfastvit.LoadImageFromFile', 'Resize', 'ResizeToMultiple',
                                                    'LoadAnnotations', 'PackSegInputs']
     assert cfg.test_evaluator.type == 'IoUMetric' and cfg.test_evaluator.iou_metrics == ['mIoU']
     assert cfg.default_hooks.visualization.type == 'SegVisualizationHook'

@@ -11,7 +11,7 @@ crop_size = (512, 512)
 img_scale = (2048, 512)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='mmfastvit.LoadImageFromFile', on_corrupt='error'),  # 'skip': warn and train on another image
     dict(type='LoadAnnotations'),
     dict(type='RandomResize', scale=img_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
@@ -20,7 +20,7 @@ train_pipeline = [
     dict(type='PackSegInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='mmfastvit.LoadImageFromFile'),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='ResizeToMultiple', size_divisor=32),
     # annotations are loaded after resizing: the metric compares at the original resolution
@@ -59,7 +59,7 @@ test_evaluator = val_evaluator
 # `tools/test.py --tta`: scales 0.5-1.75 of the test size, each with and without a horizontal flip, averaged
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='mmfastvit.LoadImageFromFile'),
     dict(
         type='TestTimeAug',
         transforms=[

@@ -7,14 +7,14 @@ data_root = 'data/coco/'
 backend_args = None
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='mmfastvit.LoadImageFromFile', on_corrupt='error', backend_args=backend_args),  # or 'skip'
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='mmfastvit.LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     # the ground truth is loaded for the evaluator's bookkeeping; drop this step for images without annotations
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),

@@ -7,14 +7,14 @@
 data_root = 'data/freihand/'
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='mmfastvit.LoadImageFromFile', on_corrupt='error'),  # 'skip': warn and train on another image
     dict(type='mmfastvit.HandPoseFromMANO', mano_path='data/mano/MANO_RIGHT.pkl'),
     dict(type='mmfastvit.HandCropAffine', center=(112, 112), box_size=180, out_size=224, augment=True),
     dict(type='mmfastvit.HandColorNoise', factor_range=(0.6, 1.4)),
     dict(type='mmfastvit.PackHandInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='mmfastvit.LoadImageFromFile'),
     dict(type='mmfastvit.HandPoseFromMANO', mano_path='data/mano/MANO_RIGHT.pkl'),
     dict(type='mmfastvit.HandCropAffine', center=(112, 112), box_size=180, out_size=224, augment=False),
     dict(type='mmfastvit.PackHandInputs'),

@@ -20,7 +20,7 @@ bgr_mean = data_preprocessor['mean'][::-1]
 bgr_std = data_preprocessor['std'][::-1]
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='mmfastvit.LoadImageFromFile', on_corrupt='error'),  # 'skip': warn and train on another image
     dict(type='RandomResizedCrop', scale=img_size, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     # timm 'rand-m9-mstd0.5-inc1': 2 ops, magnitude 9 of 10 with std 0.5, increasing-severity op set
@@ -46,7 +46,7 @@ train_pipeline = [
 
 # Pillow decoding and resizing, as timm's validation (the published accuracies) does.
 test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='mmfastvit.LoadImageFromFile', imdecode_backend='pillow'),
     dict(type='ResizeEdge', scale=int(img_size / crop_ratio), edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=img_size),

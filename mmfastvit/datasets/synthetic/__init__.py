@@ -1,6 +1,7 @@
 """Generated stand-ins for the datasets mmfastvit's configs read, in the layouts the task packages expect.
 
-Only numpy and Pillow are needed to write them; reading them is the task packages' job.
+Only numpy and Pillow are needed to write them (the FreiHAND set also renders its meshes with torch and smplx,
+imported when it runs); reading them is the task packages' job.
 """
 from .ade20k import make_tiny_ade20k
 from .coco import make_tiny_coco

@@ -99,6 +99,7 @@ class FastViT(ReparameterizeMixin, BaseModule):
     }
     num_stages = 4
     FINAL_CONV_INDEX = 4
+    MIN_INPUT_SIZE = 32  # the total stride
 
     def __init__(self,
                  arch: Union[str, dict] = 't8',
@@ -133,6 +134,7 @@ class FastViT(ReparameterizeMixin, BaseModule):
         deploy_level(deploy)  # refuse a bad value before building anything
         self.final_channels = int(dims[-1] * cls_ratio)
 
+        self.in_channels = in_channels
         self.stem = build_stem(in_channels, dims[0], deploy=deploy)
         block_dpr = torch.linspace(0, drop_path_rate, sum(layers)).split(list(layers))
         stages = []
@@ -221,7 +223,20 @@ class FastViT(ReparameterizeMixin, BaseModule):
                     nn.init.zeros_(m.bias)
         self._is_init = True
 
+    def check_input(self, x: Tensor) -> None:
+        """Raises a ValueError for anything but a batch of ``in_channels``-channel images of at least 32x32 (the
+        network's total stride: smaller inputs would be reduced to a padded 1x1 map well before the last stage)."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'FastViT expects images of shape (N, {self.in_channels}, H, W), got a tensor of shape '
+                             f'{tuple(x.shape)}')
+        if min(x.shape[-2:]) < self.MIN_INPUT_SIZE:
+            raise ValueError(f'FastViT input {x.shape[-2]}x{x.shape[-1]} is smaller than {self.MIN_INPUT_SIZE}x'
+                             f'{self.MIN_INPUT_SIZE}: the backbone downsamples by {self.MIN_INPUT_SIZE} (stem 4, then '
+                             f'three patch embeddings of stride 2)')
+
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
+            self.check_input(x)  # traced / exported / compiled graphs carry no Python checks
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
