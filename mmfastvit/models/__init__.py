@@ -1,4 +1,5 @@
 from .backbones import FastViT
+from .backbones.fmvit import FMViT, FMViTClassifier
 from .classifier import FastViTClassifier
 from .utils.reparam import reparameterize_model
 

@@ -1,3 +1,4 @@
 from .fastvit import FastViT
+from .fmvit import FMViT
 
 __all__ = ['FastViT']
