@@ -86,6 +86,12 @@ def extract_state_dict(obj: Any, path: str) -> Tuple[Dict[str, Tensor], str]:
     return state, where
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_save(obj: Any, path: str) -> None:
     """``torch.save(obj, path)``, all or nothing: the file appears under ``path`` only once it is complete."""
     folder = osp.dirname(osp.abspath(path))
@@ -96,6 +102,7 @@ def atomic_save(obj: Any, path: str) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):

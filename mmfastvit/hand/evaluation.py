@@ -256,6 +256,7 @@ def write_pred_json(path: str, xyz: ArrayLike, verts: ArrayLike) -> None:
             json.dump([xyz.tolist(), verts.tolist()], f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates the file private; the submission is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):
