@@ -7,9 +7,16 @@ import sys
 import pytest
 from mmengine.registry import DefaultScope
 
-from mmfastvit.models import FastViT
+from mmfastvit.integrations import EXPORTED_MODELS
+from mmfastvit.models import FastViT, FMViT
 
 TASK_PACKAGES = ['mmpretrain', 'mmdet', 'mmseg']
+# every backbone mmfastvit exports, with a small arch to build
+BACKBONES = {FastViT: 't8', FMViT: 't'}
+
+
+def test_every_exported_backbone_is_tested_here():
+    assert set(EXPORTED_MODELS) == set(BACKBONES)
 
 
 def test_build_from_own_registry():
@@ -21,22 +28,24 @@ def test_build_from_own_registry():
     assert isinstance(model, FastViT) and model.out_channels == (64, 512)
 
 
+@pytest.mark.parametrize('backbone', list(BACKBONES), ids=lambda cls: cls.__name__)
 @pytest.mark.parametrize('package', TASK_PACKAGES)
-def test_scoped_type_resolves_from_task_scope(package):
+def test_scoped_type_resolves_from_task_scope(package, backbone):
     registry = importlib.import_module(f'{package}.registry').MODELS
-    model = registry.build(dict(type='mmfastvit.FastViT', arch='t8', out_indices=(1,)))
-    assert isinstance(model, FastViT) and model.out_indices == (1,)
+    model = registry.build(dict(type=f'mmfastvit.{backbone.__name__}', arch=BACKBONES[backbone], out_indices=(1,)))
+    assert isinstance(model, backbone) and model.out_indices == (1,)
 
 
+@pytest.mark.parametrize('backbone', list(BACKBONES), ids=lambda cls: cls.__name__)
 @pytest.mark.parametrize('package', TASK_PACKAGES)
-def test_plain_type_after_integration_import(package):
+def test_plain_type_after_integration_import(package, backbone):
     importlib.import_module(f'mmfastvit.integrations.{package}')
     importlib.import_module(f'mmfastvit.integrations.{package}')  # a second import / registration is harmless
     registry = importlib.import_module(f'{package}.registry').MODELS
-    assert registry.get('FastViT') is FastViT
+    assert registry.get(backbone.__name__) is backbone
     with DefaultScope.overwrite_default_scope(package):
-        model = registry.build(dict(type='FastViT', arch='t8'))
-    assert isinstance(model, FastViT)
+        model = registry.build(dict(type=backbone.__name__, arch=BACKBONES[backbone]))
+    assert isinstance(model, backbone)
 
 
 def test_register_into_refuses_a_different_class_under_our_name():

@@ -5,16 +5,16 @@ the fusion code and the latency tool) never imports mmdet, mmseg or mmpretrain. 
 
     custom_imports = dict(imports=['mmfastvit.integrations.mmdet'], allow_failed_imports=False)
 
-after which ``type='FastViT'`` resolves in that package's scope. Without any import, ``type='mmfastvit.FastViT'``
-resolves from every scope through mmfastvit's own registry.
+after which ``type='FastViT'`` and ``type='FMViT'`` resolve in that package's scope. Without any import,
+``type='mmfastvit.FastViT'`` / ``type='mmfastvit.FMViT'`` resolve from every scope through mmfastvit's own registry.
 """
 from typing import Iterable
 
 from mmengine.registry import Registry
 
-from ..models import FastViT
+from ..models import FastViT, FMViT
 
-EXPORTED_MODELS = (FastViT,)
+EXPORTED_MODELS = (FastViT, FMViT)
 
 
 def register_into(registry: Registry, modules: Iterable[type] = EXPORTED_MODELS) -> None:

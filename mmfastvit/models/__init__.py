@@ -1,6 +1,5 @@
-from .backbones import FastViT
-from .backbones.fmvit import FMViT, FMViTClassifier
-from .classifier import FastViTClassifier
+from .backbones import FastViT, FMViT
+from .classifier import FastViTClassifier, FMViTClassifier
 from .utils.reparam import reparameterize_model
 
-__all__ = ['FastViT', 'FastViTClassifier', 'reparameterize_model']
+__all__ = ['FastViT', 'FastViTClassifier', 'FMViT', 'FMViTClassifier', 'reparameterize_model']

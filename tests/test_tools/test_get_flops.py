@@ -1,4 +1,5 @@
-"""tools/analysis_tools/get_flops.py: FASTVIT.md's parameter counts and the paper's FLOPs from a config."""
+"""tools/analysis_tools/get_flops.py: FASTVIT.md's parameter counts and the paper's FLOPs from a config, and FMViT's
+(fused against the FMViT paper's Table 2)."""
 import importlib.util
 import json
 import os.path as osp
@@ -74,6 +75,31 @@ def test_deploy_reports_the_fused_counts(get_flops, minimal_t8, tmp_path):
     # fusion removes the parallel branches and BatchNorms, so the fused forms cost less, the full one least
     assert full['flops']['total'] < reference['flops']['total'] < unfused['flops']['total']
     assert 'batch_norm' not in full['flops_by_operator']
+
+
+# FMViT (docs/fmvit.md): the 1000-class classifier fused, as the paper counts it (Table 2, FMViT-T: 2.0 M, 0.3 G at
+# 224x224), and unfused; configs/fmvit_b_in1k.py gives 23,941,992 / 4.113 G fused and 41,043,240 / 7.266 G unfused
+# (the backbone's own test pins the fused counts of every variant; tracing B's train form takes ~13 s, so not here)
+FMVIT_T_CONFIG = osp.join(ROOT, 'configs', 'fmvit_t_in1k.py')
+FMVIT_T_FUSED, FMVIT_T_UNFUSED = 1_912_504, 3_130_984
+
+
+def test_fmvit_classifier_at_its_test_crop_fused_and_unfused(get_flops, tmp_path):
+    fused = run(get_flops, tmp_path, FMVIT_T_CONFIG, '--deploy')
+    assert fused['input_shape'] == [1, 3, 224, 224] and fused['shape_source'] == 'the test pipeline\'s CenterCrop'
+    assert (fused['form'], fused['params']['total']) == ('full', FMVIT_T_FUSED)
+    assert fused['params']['head'] == 320 * 1000 + 1000  # the head pools the FMB output (5 x 64 channels)
+    assert abs(fused['flops']['total'] / 0.3e9 - 1) < 0.06, fused['flops']['total']  # measured 0.315 G
+    assert fused['sdpa_flops'] > 0 and 'batch_norm' not in fused['flops_by_operator']
+    assert fused['counted'] == "model.forward(mode='tensor'): backbone, neck, head"
+    # at a small input (parameter counts do not depend on it): FMViT has one fused form, so 'reference' is the same;
+    # the train form carries every multi-group branch and BatchNorm
+    small = ('--shape', '64')
+    reference = run(get_flops, tmp_path, FMVIT_T_CONFIG, '--deploy', '--deploy-level', 'reference', *small)
+    assert (reference['form'], reference['params']['total']) == ('full', FMVIT_T_FUSED)
+    unfused = run(get_flops, tmp_path, FMVIT_T_CONFIG, *small)
+    assert (unfused['form'], unfused['params']['total']) == ('train', FMVIT_T_UNFUSED)
+    assert unfused['flops']['total'] > reference['flops']['total'] and 'batch_norm' in unfused['flops_by_operator']
 
 
 def test_bad_config_path_is_a_clear_error(get_flops, tmp_path, capsys):

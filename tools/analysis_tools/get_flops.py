@@ -17,7 +17,8 @@ The model is built with random weights (the counts do not depend on them) and co
 - ``--scope backbone``: ``model.backbone(inputs)``.
 
 Default input: a classifier's test crop (the ``CenterCrop`` of its test pipeline: 256x256 for
-``configs/fastvit_<v>_in1k.py``, the paper's Table 2 resolution; 384x384 for ``_in1k_384.py``), else 256x256;
+``configs/fastvit_<v>_in1k.py``, the paper's Table 2 resolution; 384x384 for ``_in1k_384.py``; 224x224 for
+``configs/fmvit_<v>_in1k.py``, FMViT's Table 2 resolution), else 256x256;
 512x512 for segmentation (ADE20K crops); 800x1333 for detection (COCO test scale). Dense inputs are padded up to
 the data preprocessor's size divisor, as at inference.
 
@@ -56,7 +57,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--deploy', action='store_true', help='count the fused (reparameterized) model')
     parser.add_argument('--deploy-level', choices=['full', 'reference'], default='full',
                         help='fused form for --deploy: "full" (mmfastvit: no BatchNorm, no layer scale) or '
-                        '"reference" (what Apple\'s and timm\'s reparameterize() produce). Default: full')
+                        '"reference" (what Apple\'s and timm\'s reparameterize() produce; FMViT has one fused form, '
+                        'the same for both). Default: full')
     parser.add_argument('--scope', choices=['model', 'features', 'backbone'], default='model',
                         help='what to count: the tensor-mode forward, extract_feat (backbone + neck), or the '
                         'backbone alone. Default: model')

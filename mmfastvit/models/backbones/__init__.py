@@ -1,4 +1,5 @@
+from .base import ReparamBackbone
 from .fastvit import FastViT
 from .fmvit import FMViT
 
-__all__ = ['FastViT']
+__all__ = ['ReparamBackbone', 'FastViT', 'FMViT']

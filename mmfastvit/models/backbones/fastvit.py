@@ -1,11 +1,8 @@
 """FastViT (Vasu et al., ICCV 2023): a hybrid vision transformer built from structurally reparameterized blocks."""
-import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.model import BaseModule
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
@@ -13,7 +10,8 @@ from ..layers.attention import AttentionBlock
 from ..layers.embedding import PatchEmbed, RepCPE, build_stem
 from ..layers.mobileone import MobileOneBlock
 from ..layers.repmixer import RepMixerBlock
-from ..utils.reparam import DeployArg, ReparameterizeMixin, deploy_level, fused_level
+from ..utils.reparam import DeployArg, ReparameterizeMixin
+from .base import ReparamBackbone
 
 _SMALL = dict(layers=(2, 2, 6, 2), embed_dims=(64, 128, 256, 512))
 _CONV = ('repmixer',) * 4
@@ -39,7 +37,7 @@ class FastViTStage(ReparameterizeMixin, nn.Module):
 
 
 @MODELS.register_module()
-class FastViT(ReparameterizeMixin, BaseModule):
+class FastViT(ReparamBackbone):
     """FastViT backbone.
 
     A MobileOne stem (output stride 4), then four stages; stages 2-4 start with a large-kernel patch embedding
@@ -97,9 +95,12 @@ class FastViT(ReparameterizeMixin, BaseModule):
         'ma36': dict(layers=(6, 6, 18, 6), embed_dims=(76, 152, 304, 608), mlp_ratios=4, token_mixers=_HYBRID,
                      pos_embs=_CPE_LAST, layer_scale_init_value=1e-6),
     }
+    display_name = 'FastViT'
     num_stages = 4
     FINAL_CONV_INDEX = 4
     MIN_INPUT_SIZE = 32  # the total stride
+    max_out_index = FINAL_CONV_INDEX
+    out_indices_help = '0-3: stages, 4: final_conv'
 
     def __init__(self,
                  arch: Union[str, dict] = 't8',
@@ -125,13 +126,7 @@ class FastViT(ReparameterizeMixin, BaseModule):
         if layer_scale_init_value is None:
             layer_scale_init_value = self.arch_settings['layer_scale_init_value']
         self.embed_dims = tuple(dims)
-        self.out_indices = self._parse_out_indices(out_indices)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages={frozen_stages} is not in [-1, {self.num_stages}]')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        deploy_level(deploy)  # refuse a bad value before building anything
+        self._set_backbone_options(out_indices, frozen_stages, norm_eval, with_cp, deploy)
         self.final_channels = int(dims[-1] * cls_ratio)
 
         self.in_channels = in_channels
@@ -156,17 +151,7 @@ class FastViT(ReparameterizeMixin, BaseModule):
 
     @classmethod
     def _parse_arch(cls, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            if arch.lower() not in cls.arch_zoo:
-                raise ValueError(f'arch "{arch}" is not one of {list(cls.arch_zoo)}')
-            arch = cls.arch_zoo[arch.lower()]
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or a dict, not {type(arch).__name__}')
-        required = {'layers', 'embed_dims', 'mlp_ratios', 'token_mixers', 'pos_embs'}
-        missing = required - set(arch)
-        if missing:
-            raise ValueError(f'arch dict lacks {sorted(missing)}; it needs {sorted(required)}')
-        settings = copy.deepcopy(arch)
+        settings = cls._lookup_arch(arch, {'layers', 'embed_dims', 'mlp_ratios', 'token_mixers', 'pos_embs'})
         settings.setdefault('layer_scale_init_value', 1e-5)
         if not isinstance(settings['mlp_ratios'], (list, tuple)):
             settings['mlp_ratios'] = (settings['mlp_ratios'],) * cls.num_stages
@@ -182,22 +167,6 @@ class FastViT(ReparameterizeMixin, BaseModule):
             if mixer not in ('repmixer', 'attention'):
                 raise ValueError(f'token mixer "{mixer}" is not one of [\'repmixer\', \'attention\']')
         return settings
-
-    @classmethod
-    def _parse_out_indices(cls, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = (out_indices,)
-        if not isinstance(out_indices, (list, tuple)) or not out_indices:
-            raise TypeError(f'out_indices must be an int or a non-empty sequence of ints, got {out_indices!r}')
-        parsed = []
-        for index in out_indices:
-            if not isinstance(index, int) or not -cls.num_stages <= index <= cls.FINAL_CONV_INDEX:
-                raise ValueError(f'out_indices entry {index!r} is not in [-{cls.num_stages}, '
-                                 f'{cls.FINAL_CONV_INDEX}] (0-3: stages, 4: final_conv)')
-            parsed.append(index % cls.num_stages if index < 0 else index)
-        if len(set(parsed)) != len(parsed):
-            raise ValueError(f'out_indices {tuple(out_indices)!r} repeats a stage')
-        return tuple(sorted(parsed))
 
     @staticmethod
     def _make_block(mixer: str, dim: int, mlp_ratio: float, drop: float, drop_path: float,
@@ -223,62 +192,5 @@ class FastViT(ReparameterizeMixin, BaseModule):
                     nn.init.zeros_(m.bias)
         self._is_init = True
 
-    def check_input(self, x: Tensor) -> None:
-        """Raises a ValueError for anything but a batch of ``in_channels``-channel images of at least 32x32 (the
-        network's total stride: smaller inputs would be reduced to a padded 1x1 map well before the last stage)."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'FastViT expects images of shape (N, {self.in_channels}, H, W), got a tensor of shape '
-                             f'{tuple(x.shape)}')
-        if min(x.shape[-2:]) < self.MIN_INPUT_SIZE:
-            raise ValueError(f'FastViT input {x.shape[-2]}x{x.shape[-1]} is smaller than {self.MIN_INPUT_SIZE}x'
-                             f'{self.MIN_INPUT_SIZE}: the backbone downsamples by {self.MIN_INPUT_SIZE} (stem 4, then '
-                             f'three patch embeddings of stride 2)')
-
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
-            self.check_input(x)  # traced / exported / compiled graphs carry no Python checks
-        x = self.stem(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x, with_cp=self.with_cp and self.training)
-            if i in self.out_indices:
-                outs.append(x)
-        if self.FINAL_CONV_INDEX in self.out_indices:
-            outs.append(self.final_conv(x))
-        return tuple(outs)
-
-    def _frozen_modules(self) -> List[nn.Module]:
-        if self.frozen_stages < 0:
-            return []
-        return [self.stem] + list(self.stages[:self.frozen_stages])
-
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    @property
-    def deploy(self) -> bool:
-        """Whether the backbone is in a fused form (see :attr:`fused_level` for which)."""
-        return self.fused_level != 'train'
-
-    @property
-    def fused_level(self) -> str:
-        """``'train'``, ``'reference'`` or ``'full'``: the fused form the backbone is in."""
-        return fused_level(self)
-
-    def train(self, mode: bool = True) -> 'FastViT':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
-    def reparameterize(self, level: DeployArg = 'full') -> 'FastViT':
-        """Fuses every block into its inference form (``'full'`` by default, or ``'reference'``). Idempotent."""
-        super().reparameterize(level)
-        self._freeze_stages()  # fusion builds new parameters; frozen stages stay frozen
-        return self
+    def _extra_outputs(self, x: Tensor) -> Tuple[Tensor, ...]:
+        return (self.final_conv(x),) if self.FINAL_CONV_INDEX in self.out_indices else ()

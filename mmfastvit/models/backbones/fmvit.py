@@ -4,20 +4,18 @@ reparameterized convolutions, BatchNorm and ReLU.
 The authors never released code; everything here follows the paper's text, and every choice the paper leaves open is
 listed in :class:`FMViT`'s docstring.
 """
-import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
 from ..layers.common import DropPath
 from ..utils.multigroup import MultiGroupConv, multigroup_branches
-from ..utils.reparam import DeployArg, ReparameterizeMixin, deploy_level, fused_level
+from ..utils.reparam import DeployArg, ReparameterizeMixin
+from .base import ReparamBackbone
 
 MultiGroups = Tuple[int, ...]
 
@@ -212,7 +210,7 @@ class FMViTStage(ReparameterizeMixin, nn.Module):
 
 
 @MODELS.register_module()
-class FMViT(ReparameterizeMixin, BaseModule):
+class FMViT(ReparamBackbone):
     """FMViT backbone.
 
     A stem (output stride 4), then four stages at strides 4, 8, 16 and 32. Each stage is a run of CFBs whose width
@@ -223,9 +221,9 @@ class FMViT(ReparameterizeMixin, BaseModule):
     BatchNorm.
 
     The paper's Table 1 is only partly legible and its code was never released. The choices made here are listed
-    below; the variants are sized so that the 1000-class classifier (:class:`FMViTClassifier`) lands within 15% of
-    Table 2's parameters and FLOPs at 224x224 for all five (fused form, fvcore multiply-adds counted by
-    :mod:`mmfastvit.analysis`, ``benchmarks/model_complexity.py``'s convention):
+    below; the variants are sized so that the 1000-class classifier (:class:`mmfastvit.models.FMViTClassifier`)
+    lands within 15% of Table 2's parameters and FLOPs at 224x224 for all five (fused form, fvcore multiply-adds
+    counted by :mod:`mmfastvit.analysis`, ``benchmarks/model_complexity.py``'s convention):
 
     - **Channel lists.** Each stage's triplet in Table 1 is read as the widths of successive groups of CFBs, a
       1x1 patch embedding between groups of different width; every stage starts at the previous stage's last width,
@@ -329,8 +327,11 @@ class FMViT(ReparameterizeMixin, BaseModule):
                   channels=((64, 96, 96), (96, 256, 320), (320, 384, 480), (480, 640, 1280)),
                   depths=((2, 2, 2), (3, 3, 3), (10, 10, 10), (1, 1))),
     }
+    display_name = 'FMViT'
     num_stages = 4
     MIN_INPUT_SIZE = 32  # the total stride
+    max_out_index = num_stages - 1
+    out_indices_help = 'the four stages'
     FM_PARTS = 5  # x, z1, z2, z3, z4
 
     def __init__(self,
@@ -352,13 +353,7 @@ class FMViT(ReparameterizeMixin, BaseModule):
         fm_channels = self.arch_settings['fm_channels']
         if fm_channels % head_dim:
             raise ValueError(f'fm_channels={fm_channels} is not a multiple of head_dim={head_dim}')
-        self.out_indices = self._parse_out_indices(out_indices)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages={frozen_stages} is not in [-1, {self.num_stages}]')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        deploy_level(deploy)  # refuse a bad value before building anything
+        self._set_backbone_options(out_indices, frozen_stages, norm_eval, with_cp, deploy)
         mg = tuple(multigroup_groups)
         self.in_channels = in_channels
         self.stage_channels = tuple(stage[-1] for stage in channels)
@@ -388,17 +383,7 @@ class FMViT(ReparameterizeMixin, BaseModule):
 
     @classmethod
     def _parse_arch(cls, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            if arch.lower() not in cls.arch_zoo:
-                raise ValueError(f'arch "{arch}" is not one of {list(cls.arch_zoo)}')
-            arch = cls.arch_zoo[arch.lower()]
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or a dict, not {type(arch).__name__}')
-        required = {'stem_channels', 'channels', 'depths', 'fm_channels'}
-        missing = required - set(arch)
-        if missing:
-            raise ValueError(f'arch dict lacks {sorted(missing)}; it needs {sorted(required)}')
-        settings = copy.deepcopy(arch)
+        settings = cls._lookup_arch(arch, {'stem_channels', 'channels', 'depths', 'fm_channels'})
         channels = tuple(tuple(c) for c in settings['channels'])
         depths = tuple(tuple(d) for d in settings['depths'])
         for key, value in (('channels', channels), ('depths', depths)):
@@ -418,110 +403,7 @@ class FMViT(ReparameterizeMixin, BaseModule):
         settings.update(channels=channels, depths=depths)
         return settings
 
-    @classmethod
-    def _parse_out_indices(cls, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = (out_indices,)
-        if not isinstance(out_indices, (list, tuple)) or not out_indices:
-            raise TypeError(f'out_indices must be an int or a non-empty sequence of ints, got {out_indices!r}')
-        parsed = []
-        for index in out_indices:
-            if not isinstance(index, int) or not -cls.num_stages <= index < cls.num_stages:
-                raise ValueError(f'out_indices entry {index!r} is not in [-{cls.num_stages}, {cls.num_stages - 1}] '
-                                 f'(the four stages)')
-            parsed.append(index % cls.num_stages)
-        if len(set(parsed)) != len(parsed):
-            raise ValueError(f'out_indices {tuple(out_indices)!r} repeats a stage')
-        return tuple(sorted(parsed))
-
     @property
     def out_channels(self) -> Tuple[int, ...]:
         """Channels of each requested output, in order (e.g. an FPN's ``in_channels``)."""
         return tuple(self.stage_channels[i] for i in self.out_indices)
-
-    def check_input(self, x: Tensor) -> None:
-        """Raises a ValueError for anything but a batch of ``in_channels``-channel images of at least 32x32."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'FMViT expects images of shape (N, {self.in_channels}, H, W), got a tensor of shape '
-                             f'{tuple(x.shape)}')
-        if min(x.shape[-2:]) < self.MIN_INPUT_SIZE:
-            raise ValueError(f'FMViT input {x.shape[-2]}x{x.shape[-1]} is smaller than {self.MIN_INPUT_SIZE}x'
-                             f'{self.MIN_INPUT_SIZE}: the backbone downsamples by {self.MIN_INPUT_SIZE} (stem 4, then '
-                             f'three patch embeddings of stride 2)')
-
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
-            self.check_input(x)  # traced / exported / compiled graphs carry no Python checks
-        x = self.stem(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x, with_cp=self.with_cp and self.training)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def _frozen_modules(self) -> List[nn.Module]:
-        if self.frozen_stages < 0:
-            return []
-        return [self.stem] + list(self.stages[:self.frozen_stages])
-
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    @property
-    def deploy(self) -> bool:
-        """Whether the backbone is in its fused form."""
-        return self.fused_level != 'train'
-
-    @property
-    def fused_level(self) -> str:
-        """``'train'`` or ``'full'`` (FMViT has one fused form; ``'partial'`` if only some parts are fused)."""
-        return fused_level(self)
-
-    def train(self, mode: bool = True) -> 'FMViT':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
-    def reparameterize(self, level: DeployArg = 'full') -> 'FMViT':
-        """Fuses every multi-group conv into one convolution. Idempotent."""
-        super().reparameterize(level)
-        self._freeze_stages()  # fusion builds new parameters; frozen stages stay frozen
-        return self
-
-
-class _LinearHead(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.fc = nn.Linear(in_channels, num_classes)
-
-
-class FMViTClassifier(ReparameterizeMixin, nn.Module):
-    """stem -> four stages -> global average pool of the FMB output -> linear (plain torch; the same state dict as
-    mmpretrain's ``ImageClassifier(backbone=FMViT, neck=GlobalAveragePooling, head=LinearClsHead)``).
-
-    Args:
-        arch (str | dict): An FMViT arch (see :class:`FMViT`).
-        num_classes (int): Classes. Defaults to 1000.
-        deploy (bool | str): Build the backbone fused. Defaults to False.
-
-    Example:
-        >>> import torch
-        >>> FMViTClassifier('t').eval()(torch.rand(1, 3, 224, 224)).shape
-        torch.Size([1, 1000])
-    """
-
-    def __init__(self, arch: Union[str, dict] = 't', num_classes: int = 1000, deploy: DeployArg = False) -> None:
-        super().__init__()
-        self.backbone = FMViT(arch, out_indices=(3,), deploy=deploy)
-        self.head = _LinearHead(self.backbone.out_channels[0], num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head.fc(self.backbone(x)[0].mean((2, 3)))
