@@ -1,11 +1,13 @@
 """What the detection tests share: paths, the --cfg-options that shrink a COCO config to the tiny generated set on
 CPU, running the tools as a user does, and reading the AP they print."""
-import os
 import os.path as osp
 import re
-import subprocess
-import sys
 from typing import Dict, List
+
+from helpers import check_ok, run_tool
+
+# the detection tests import these two from here
+run, check = run_tool, check_ok
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs')
@@ -50,15 +52,8 @@ def shrink(data_root: str, max_epochs: int = 1) -> List[str]:
     return ['--cfg-options'] + options
 
 
-def run(script: str, *args, cwd) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900)
 
 
-def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f'exit {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}'
-    return result
 
 
 def coco_ap(log: str) -> Dict[str, Dict[str, float]]:

@@ -13,14 +13,15 @@ import pickle
 import re
 import shutil
 import stat
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from mmfastvit.datasets.synthetic import make_tiny_freihand
 from mmfastvit.engine import load_runner_checkpoint
+
+from helpers import check_ok as check
+from helpers import run_tool as run
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'hand_mesh_fastvit_sa12_freihand.py')
@@ -55,16 +56,8 @@ def shrink(data_root, mano_path, max_epochs):
     return ['--cfg-options'] + options
 
 
-def run(script, *args, cwd):
-    # One thread: on a busy 2-core machine two OpenMP threads wait on each other at every op.
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''), OMP_NUM_THREADS='1')
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
 
 
-def check(result):
-    assert result.returncode == 0, f'exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
-    return result
 
 
 def metrics(log):

@@ -5,12 +5,9 @@ Every run is a subprocess, as a user runs the tools. The config is shrunk with -
 batches of 2, a few iterations, no worker processes, no pretrained file), so the file stays within the CI budget on
 2 CPU cores, busy or not.
 """
-import os
 import os.path as osp
 import pickle
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,6 +16,9 @@ from PIL import Image
 
 from mmfastvit.datasets import make_tiny_ade20k
 from mmfastvit.engine import load_runner_checkpoint
+
+from helpers import check_ok as check
+from helpers import run_tool as run
 
 pytest.importorskip('mmseg')
 
@@ -49,16 +49,8 @@ def shrink(data_root, max_iters):
     return ['--cfg-options'] + options
 
 
-def run(script, *args, cwd):
-    # One thread: on a busy 2-core machine two OpenMP threads wait on each other at every op (10x slower steps).
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''), OMP_NUM_THREADS='1')
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
 
 
-def check(result):
-    assert result.returncode == 0, f'exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
-    return result
 
 
 def metrics(log):

@@ -7,12 +7,13 @@ import os
 import os.path as osp
 import pickle
 import re
-import subprocess
-import sys
 
 import pytest
 
 from mmfastvit.datasets import make_tiny_imagenet
+
+from helpers import check_ok as check
+from helpers import run_tool as run
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'fastvit_t8_in1k.py')
@@ -41,16 +42,8 @@ def shrink(data_root, max_epochs):
     return ['--cfg-options'] + options
 
 
-def run(script, *args, cwd):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    result = subprocess.run([sys.executable, script, *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=600)
-    return result
 
 
-def check(result):
-    assert result.returncode == 0, f'exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
-    return result
 
 
 @pytest.fixture(scope='module')
