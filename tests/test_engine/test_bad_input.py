@@ -106,11 +106,12 @@ def test_missing_data_root_and_annotation_file(tmp_path):
     coco = make_tiny_coco(str(tmp_path / 'coco'), num_train=2, num_val=1, size=64)['root']
     config = os.path.join(REPO_CONFIGS, 'mask_rcnn_fastvit_t8_1x.py')
     before = files(tmp_path)
-    result = run(TRAIN, config, '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path / "nowhere"}',
+    scratch = 'model.backbone.init_cfg=None'  # else the missing ImageNet checkpoint is reported first
+    result = run(TRAIN, config, '--cfg-options', scratch, f'train_dataloader.dataset.data_root={tmp_path / "nowhere"}',
                  cwd=tmp_path)
     assert_refused(result, f'train_dataloader.dataset.data_root "{tmp_path / "nowhere"}" does not exist',
                    'expected the dataset\'s folder', '--cfg-options train_dataloader.dataset.data_root=PATH')
-    result = run(TRAIN, config, '--cfg-options', f'train_dataloader.dataset.data_root={coco}/',
+    result = run(TRAIN, config, '--cfg-options', scratch, f'train_dataloader.dataset.data_root={coco}/',
                  'train_dataloader.dataset.ann_file=annotations/instances_train2014.json', cwd=tmp_path)
     assert_refused(result, f'train_dataloader.dataset.ann_file "{coco}/annotations/instances_train2014.json" does not '
                    'exist', 'expected an annotation file')

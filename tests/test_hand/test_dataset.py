@@ -56,7 +56,7 @@ def test_sample_counts(root):
     assert len(FreiHANDDataset(root, split='evaluation')) == NUM_EVAL
     assert len(FreiHANDDataset(root, indices=5)) == 5
     assert len(FreiHANDDataset(root, indices=[0, 7])) == 2
-    dataset = DATASETS.build(dict(type='FreiHANDDataset', data_root=root, versions=(1, )))
+    dataset = DATASETS.build(dict(type='mmfastvit.FreiHANDDataset', data_root=root, versions=(1, )))
     assert isinstance(dataset, FreiHANDDataset) and dataset.num_ids == NUM_TRAIN and len(dataset) == NUM_TRAIN
 
 
