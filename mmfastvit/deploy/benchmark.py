@@ -1,8 +1,10 @@
-"""The backbone latency tool: fused FastViT networks timed on every backend available, with the paper's protocol.
+"""The backbone latency tool: fused FastViT and FMViT networks timed on every backend available, with the paper's
+protocol.
 
 For each network (a variant built directly, or a config) it fuses the model and checks the fusion, exports the
-export form to ONNX (and a TensorRT engine when TensorRT is installed), and times, round-robin within each device so
-that drift in the machine's speed affects every candidate alike:
+export form to ONNX (and a TensorRT engine when TensorRT is installed), and times, round-robin within each backend so
+that drift in the machine's speed affects every candidate alike (with ``interleave_networks``, round-robin across all
+the networks of the run, so that ratios between networks are taken under the same conditions too):
 
 * ``pytorch-cpu``: the fused model in PyTorch eager mode;
 * ``onnxruntime-cpu``: the exported graph in ONNX Runtime's CPU provider;
@@ -12,7 +14,8 @@ that drift in the machine's speed affects every candidate alike:
 With ``compare_timm`` the classifier variants are also timed as timm's reparameterized model with the same weights,
 exported with the same exporter and opset and run with the same session options; ratios ours / timm are taken within
 the run. The protocol (FASTVIT.md, "Latency protocols"): 100 warm-up and 100 timed runs, medians; batch 8 at 256x256
-for classifiers and batch 2 at 512x512 for dense backbones (``protocol='batch1'``: batch 1, as FMViT reports).
+for classifiers and batch 2 at 512x512 for dense backbones (``protocol='batch1'``: batch 1, as FMViT reports). FMViT
+classifiers default to 224x224, the resolution FMViT is trained and timed at in its paper (Table 2).
 
 Results: median, p90, throughput, peak memory, attained GFLOP/s against the machine's matrix-multiply peak measured
 in the same run, the settings and the machine (with its load average), as JSON and a markdown table, and the
@@ -40,7 +43,8 @@ from .export import DEFAULT_OPSET, FP32_TOLERANCE, _compare, _export_onnx, fuse_
 from .export_form import REWRITES
 from .latency import (load_average, machine_info, matmul_peak, proc_status_kib, summarize, time_interleaved,
                       write_text_atomic)
-from .loading import BACKBONE, CLASSIFIER, INPUT_NAME, PROTOCOL, Deployable, from_variant, load_from_config
+from .loading import (BACKBONE, CLASSIFIER, FAMILIES, INPUT_NAME, PROTOCOL, Deployable, canonical_variant,
+                      from_variant, load_from_config, parse_variant)
 from .runtimes import BackendUnavailable, TensorRTRunner, build_tensorrt_engine, ort_providers, ort_runner, \
     ort_session, probe
 
@@ -48,12 +52,17 @@ CPU_BACKENDS = ('pytorch-cpu', 'onnxruntime-cpu')
 CUDA_BACKENDS = ('pytorch-cuda', 'pytorch-cuda-graph', 'onnxruntime-cuda', 'tensorrt')
 BACKENDS = CPU_BACKENDS + CUDA_BACKENDS
 PROTOCOLS = {
-    'paper': dict(description='FastViT paper: warm-up 100, median of 100; batch 8 at 256x256 (classification), '
-                              'batch 2 at 512x512 (dense backbones)', batch=None),
-    'batch1': dict(description='batch 1 (as FMViT\'s tables), warm-up 100, median of 100', batch=1),
+    'paper': dict(description='FastViT paper: warm-up 100, median of 100; batch 8 at 256x256 (classification; FMViT '
+                              'classifiers at 224x224, their resolution), batch 2 at 512x512 (dense backbones)',
+                  batch=None),
+    'batch1': dict(description='batch 1 (as FMViT\'s Table 2: FMViT classifiers at 224x224, FastViT at 256x256), '
+                               'warm-up 100, median of 100', batch=1),
 }
-# Apple's README, ImageNet-1k top-1 at 256x256 (FASTVIT.md), for the accuracy-vs-latency figure.
-PUBLISHED_TOP1 = {'t8': 76.2, 't12': 79.3, 's12': 79.9, 'sa12': 80.9, 'sa24': 82.7, 'sa36': 83.6, 'ma36': 83.9}
+# ImageNet-1k top-1 for the accuracy-vs-latency figure: Apple's README at 256x256 (FASTVIT.md) and FMViT's Table 2
+# at 224x224 (FMVIT.md).
+PUBLISHED_TOP1 = {'t8': 76.2, 't12': 79.3, 's12': 79.9, 'sa12': 80.9, 'sa24': 82.7, 'sa36': 83.6, 'ma36': 83.9,
+                  'fmvit_t': 72.9, 'fmvit_s': 78.5, 'fmvit_m': 80.3, 'fmvit_b': 82.4, 'fmvit_l': 83.3}
+FAMILY_NAMES = {'fastvit': 'FastViT', 'fmvit': 'FMViT'}
 MEMORY_RUNS = 3
 MIB = 2**20
 
@@ -285,7 +294,122 @@ def available_backends(requested: Optional[Sequence[str]] = None) -> Tuple[List[
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# one network
+# one network: prepared (fused, checked, exported, runners built), then timed, then summarized
+
+class PreparedNetwork:
+    """A network ready to time: its checks, its ONNX files and its :class:`Candidate` runners; the timing
+    (:func:`time_networks`) adds ``latency`` and the load average around it."""
+
+    def __init__(self, deployable: Deployable, batch: int, shape: Tuple[int, int], macs: int, checks: dict,
+                 onnx_files: dict, candidates: List[Candidate], has_timm: bool) -> None:
+        self.deployable, self.batch, self.shape, self.macs = deployable, batch, shape, macs
+        self.checks, self.onnx_files, self.candidates, self.has_timm = checks, onnx_files, candidates, has_timm
+        self.latency: Dict[str, dict] = {}
+        self.load_before: Optional[dict] = None
+        self.load_after: Optional[dict] = None
+
+    @property
+    def name(self) -> str:
+        return self.deployable.name
+
+
+def prepare_network(deployable: Deployable,
+                    backends: Sequence[str],
+                    batch: int,
+                    shape: Tuple[int, int],
+                    work_dir: str,
+                    timm_model: Optional[nn.Module] = None,
+                    threads: Optional[int] = None,
+                    ort_optimization: str = 'all',
+                    exporter: str = 'torchscript',
+                    opset: int = DEFAULT_OPSET,
+                    rewrites: Sequence[str] = REWRITES,
+                    cuda_fp16: bool = True,
+                    ort_spinning: bool = False,
+                    seed: int = 0,
+                    log: Callable[[str], None] = print) -> PreparedNetwork:
+    """Fuses and checks ``deployable``, counts its multiply-adds, exports it and builds one runner per backend (and
+    per model, with ``timm_model``); nothing is timed yet."""
+    x = torch.rand(batch, 3, *shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    fused, form, expected, checks = fuse_and_verify(deployable, x, rewrites,
+                                                    log=lambda m: log(f'{deployable.name}: {m}'))
+    macs = count_macs(fused, x)
+    need_onnx = any(b in backends for b in ('onnxruntime-cpu', 'onnxruntime-cuda', 'tensorrt'))
+    models = {'ours': (fused, form)}
+    if timm_model is not None:
+        models['timm'] = (timm_model, timm_model)  # timm's fused graph, exported as it is
+        checks['timm'] = _compare('timm fused vs ours fused', _as_tuple(timm_model, x), expected, FP32_TOLERANCE)
+    onnx_files, candidates = {}, []
+    for who, (eager, graph) in models.items():
+        if need_onnx:
+            path = osp.join(work_dir, f'{deployable.name}_{who}_{shape[0]}x{shape[1]}_b{batch}.onnx')
+            info = _export_onnx(graph, x, path, deployable.output_names, opset, exporter, False, False,
+                                log=lambda m: None)
+            onnx_files[who] = dict(path=path, nodes=info['nodes'])
+        if 'pytorch-cpu' in backends:
+            candidates.append(_pytorch_cpu(eager, x, who))
+        if 'onnxruntime-cpu' in backends:
+            cand, check = _onnxruntime_cpu(onnx_files[who]['path'], x, who, threads, ort_optimization, ort_spinning,
+                                           expected)
+            checks[f'{who}/onnxruntime-cpu'] = check
+            candidates.append(cand)
+        if any(b in CUDA_BACKENDS for b in backends):
+            gpu_onnx = None
+            if need_onnx:
+                gpu_onnx = onnx_files[who]['path']
+                if cuda_fp16:
+                    gpu_onnx = gpu_onnx.replace('.onnx', '_fp16.onnx')
+                    _export_onnx(copy.deepcopy(graph).half(), x.half(), gpu_onnx, deployable.output_names, opset,
+                                 exporter, False, False, log=lambda m: None)
+            candidates.extend(_cuda_candidates(who, eager, gpu_onnx, x, backends, cuda_fp16, work_dir, log))
+    return PreparedNetwork(deployable, batch, tuple(shape), macs, checks, onnx_files, candidates,
+                           timm_model is not None)
+
+
+def time_networks(networks: Sequence[PreparedNetwork],
+                  warmup: int,
+                  runs: int,
+                  log: Callable[[str], None] = print,
+                  progress_factory: Optional[Callable[[int], Callable[[int, int], None]]] = None) -> None:
+    """Times every candidate of ``networks``, round-robin across all of them within one backend, backends one after
+    the other (one runtime's idle threads, OpenMP's or ONNX Runtime's, spin on the cores the next one needs); fills
+    each network's ``latency``, ``load_before`` and ``load_after``."""
+    load_before = load_average()
+    for backend in BACKENDS:
+        group = [(net, c) for net in networks for c in net.candidates if c.backend == backend]
+        if not group:
+            continue
+        names = sorted({net.name for net, _ in group}, key=[n.name for n in networks].index)
+        models = sorted({c.model for _, c in group}, key=lambda m: (m != 'ours', m))
+        log(f'{", ".join(names)}: timing {"/".join(models)} on {backend}: {warmup} warm-up + {runs} runs each, '
+            f'round-robin over {len(group)} candidates')
+        times = time_interleaved({f'{net.name}:{c.key}': c.call for net, c in group}, warmup, runs,
+                                 sync=torch.cuda.synchronize if backend in CUDA_BACKENDS else None,
+                                 progress=progress_factory(warmup + runs) if progress_factory else None)
+        for net, c in group:
+            summary = summarize(times[f'{net.name}:{c.key}'], net.batch)
+            summary.update(peak_memory_mib=c.memory_mib, memory_note=c.note,
+                           gflops=2 * net.macs / (summary['median_ms'] / 1e3) / 1e9)
+            net.latency[c.key] = summary
+    load_after = load_average()
+    for net in networks:
+        net.load_before, net.load_after = load_before, load_after
+
+
+def network_result(net: PreparedNetwork) -> dict:
+    """The results dict of a timed network (the JSON's ``results[name]``)."""
+    ratios = {}
+    if net.has_timm:
+        for backend in BACKENDS:
+            a, b = net.latency.get(f'ours/{backend}'), net.latency.get(f'timm/{backend}')
+            if a and b:
+                ratios[backend] = a['median_ms'] / b['median_ms']
+    deployable = net.deployable
+    return dict(name=deployable.name, kind=deployable.kind, family=deployable.family, source=deployable.source,
+                batch=net.batch, shape=list(net.shape), macs=net.macs, gflop_per_run=2 * net.macs / 1e9,
+                checks=net.checks, onnx=net.onnx_files, latency=net.latency, ratios_ours_over_timm=ratios,
+                load_before=net.load_before, load_after=net.load_after)
+
 
 def benchmark_network(deployable: Deployable,
                       backends: Sequence[str],
@@ -306,65 +430,10 @@ def benchmark_network(deployable: Deployable,
                       log: Callable[[str], None] = print,
                       progress_factory: Optional[Callable[[int], Callable[[int, int], None]]] = None) -> dict:
     """Times one network on ``backends`` (see the module docstring); returns its results dict."""
-    load_before = load_average()
-    x = torch.rand(batch, 3, *shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-    fused, form, expected, checks = fuse_and_verify(deployable, x, rewrites,
-                                                    log=lambda m: log(f'{deployable.name}: {m}'))
-    macs = count_macs(fused, x)
-    need_onnx = any(b in backends for b in ('onnxruntime-cpu', 'onnxruntime-cuda', 'tensorrt'))
-    models = {'ours': (fused, form)}
-    if timm_model is not None:
-        models['timm'] = (timm_model, timm_model)  # timm's fused graph, exported as it is
-        checks['timm'] = _compare('timm fused vs ours fused', _as_tuple(timm_model, x), expected, FP32_TOLERANCE)
-    onnx_files, cpu, cuda = {}, [], []
-    for who, (eager, graph) in models.items():
-        if need_onnx:
-            path = osp.join(work_dir, f'{deployable.name}_{who}_{shape[0]}x{shape[1]}_b{batch}.onnx')
-            info = _export_onnx(graph, x, path, deployable.output_names, opset, exporter, False, False,
-                                log=lambda m: None)
-            onnx_files[who] = dict(path=path, nodes=info['nodes'])
-        if 'pytorch-cpu' in backends:
-            cpu.append(_pytorch_cpu(eager, x, who))
-        if 'onnxruntime-cpu' in backends:
-            cand, check = _onnxruntime_cpu(onnx_files[who]['path'], x, who, threads, ort_optimization, ort_spinning,
-                                           expected)
-            checks[f'{who}/onnxruntime-cpu'] = check
-            cpu.append(cand)
-        if any(b in CUDA_BACKENDS for b in backends):
-            gpu_onnx = None
-            if need_onnx:
-                gpu_onnx = onnx_files[who]['path']
-                if cuda_fp16:
-                    gpu_onnx = gpu_onnx.replace('.onnx', '_fp16.onnx')
-                    _export_onnx(copy.deepcopy(graph).half(), x.half(), gpu_onnx, deployable.output_names, opset,
-                                 exporter, False, False, log=lambda m: None)
-            cuda.extend(_cuda_candidates(who, eager, gpu_onnx, x, backends, cuda_fp16, work_dir, log))
-    latency: Dict[str, dict] = {}
-    # Round-robin within one backend (ours vs timm): candidates of different runtimes are timed one backend after
-    # the other, because one runtime's idle threads (OpenMP's, ONNX Runtime's) spin on the cores the next one needs.
-    groups = [([c for c in cpu + cuda if c.backend == backend], backend in CUDA_BACKENDS) for backend in BACKENDS]
-    for group, on_cuda in groups:
-        if not group:
-            continue
-        log(f'{deployable.name}: timing {", ".join(c.key for c in group)}: {warmup} warm-up + {runs} runs each, '
-            f'round-robin')
-        times = time_interleaved({c.key: c.call for c in group}, warmup, runs,
-                                 sync=torch.cuda.synchronize if on_cuda else None,
-                                 progress=progress_factory(warmup + runs) if progress_factory else None)
-        for c in group:
-            summary = summarize(times[c.key], batch)
-            summary.update(peak_memory_mib=c.memory_mib, memory_note=c.note,
-                           gflops=2 * macs / (summary['median_ms'] / 1e3) / 1e9)
-            latency[c.key] = summary
-    ratios = {}
-    if timm_model is not None:
-        for backend in backends:
-            a, b = latency.get(f'ours/{backend}'), latency.get(f'timm/{backend}')
-            if a and b:
-                ratios[backend] = a['median_ms'] / b['median_ms']
-    return dict(name=deployable.name, kind=deployable.kind, source=deployable.source, batch=batch, shape=list(shape),
-                macs=macs, gflop_per_run=2 * macs / 1e9, checks=checks, onnx=onnx_files, latency=latency,
-                ratios_ours_over_timm=ratios, load_before=load_before, load_after=load_average())
+    net = prepare_network(deployable, backends, batch, shape, work_dir, timm_model, threads, ort_optimization,
+                          exporter, opset, rewrites, cuda_fp16, ort_spinning, seed, log)
+    time_networks([net], warmup, runs, log, progress_factory)
+    return network_result(net)
 
 
 def _as_tuple(model: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -426,8 +495,9 @@ def markdown_table(report: dict) -> str:
             lines.append(_row(cells))
     machine = report['machine']
     notes = ['', f"Protocol: {settings['protocol_description']}. This run: batch and input as in the table, "
-             f"{settings['warmup']} warm-up + {settings['runs']} timed runs per candidate, round-robin between the "
-             f"models of one backend, backends one after the other; medians (p90 in brackets).",
+             f"{settings['warmup']} warm-up + {settings['runs']} timed runs per candidate, "
+             f"{settings.get('timing', 'round-robin between the models of one backend; backends one after the other')}"
+             f"; medians (p90 in brackets).",
              f"Machine: {machine['cpu']} ({machine['cpu_count']} cores), {settings['threads']} CPU thread(s)"
              + (f", {machine['gpu']}" if machine.get('gpu') else ', no GPU') + f"; torch {machine['torch']}"
              + ''.join(f", {k} {v}" for k, v in settings['versions'].items() if v) + '.',
@@ -463,15 +533,18 @@ def accuracy_latency_plot(report: dict, path: str, backend: str = 'onnxruntime-c
     import matplotlib.pyplot as plt
 
     series: Dict[str, List[Tuple[float, float, str]]] = {}
+    shapes: Dict[str, str] = {}
     for res in report['results'].values():
         variant = res['source'].get('variant')
         if res['kind'] != CLASSIFIER or variant not in PUBLISHED_TOP1:
             continue
+        family = FAMILY_NAMES[res.get('family', 'fastvit')]
+        shapes[family] = f'{res["shape"][0]}x{res["shape"][1]}'
         for key, summary in res['latency'].items():
             model, b = key.split('/', 1)
             if b in (backend, 'tensorrt', 'pytorch-cpu', 'pytorch-cuda-graph'):
-                series.setdefault(f'{"FastViT (mmfastvit)" if model == "ours" else "FastViT (timm)"}, {b}', []).append(
-                    (summary['median_ms'] / res['batch'], PUBLISHED_TOP1[variant], variant.upper()))
+                series.setdefault(f'{family} ({"mmfastvit" if model == "ours" else "timm"}), {b}', []).append(
+                    (summary['median_ms'] / res['batch'], PUBLISHED_TOP1[variant], variant.upper().split('_')[-1]))
     if not series:
         return None
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -484,8 +557,10 @@ def accuracy_latency_plot(report: dict, path: str, backend: str = 'onnxruntime-c
     settings = report['settings']
     ax.set_xlabel(f'latency per image (ms), median, batch {settings["batch_classifier"]}, '
                   f'{settings["threads"]} CPU thread(s)')
-    ax.set_ylabel('ImageNet-1k top-1 (%), published (Apple)')
-    ax.set_title('FastViT accuracy vs latency (cf. the paper\'s Figure 1)')
+    ax.set_ylabel('ImageNet-1k top-1 (%), published')
+    sources = dict(FastViT='Apple', FMViT='its Table 2')
+    ax.set_title(f'{" and ".join(shapes)} accuracy vs latency (cf. the FastViT paper\'s Figure 1)\n'
+                 + ', '.join(f'{k} at {v} (top-1: {sources[k]})' for k, v in shapes.items()), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -507,15 +582,21 @@ def accuracy_latency_plot(report: dict, path: str, backend: str = 'onnxruntime-c
 # ---------------------------------------------------------------------------------------------------------------------
 # the whole run
 
-def protocol_plan(protocol: str, kind: str, batch: Optional[int] = None,
-                  shape: Optional[Sequence[int]] = None) -> Tuple[int, Tuple[int, int]]:
-    """``(batch, (H, W))`` of a network of ``kind`` under ``protocol``, unless overridden."""
+def protocol_plan(protocol: str, kind: str, batch: Optional[int] = None, shape: Optional[Sequence[int]] = None,
+                  family: str = 'fastvit') -> Tuple[int, Tuple[int, int]]:
+    """``(batch, (H, W))`` of a ``family`` network of ``kind`` under ``protocol``, unless overridden (FMViT
+    classifiers at 224x224, the rest as in :data:`~mmfastvit.deploy.loading.PROTOCOL`)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f'protocol "{protocol}" is not one of {list(PROTOCOLS)}')
     if kind not in PROTOCOL:
         raise ValueError(f'kind "{kind}" is not one of {list(PROTOCOL)}')
+    if family not in FAMILIES:
+        raise ValueError(f'family "{family}" is not one of {list(FAMILIES)}')
     b = batch or PROTOCOLS[protocol]['batch'] or PROTOCOL[kind]['batch']
-    return b, tuple(shape) if shape else tuple(PROTOCOL[kind]['shape'])
+    if shape:
+        return b, tuple(shape)
+    side = FAMILIES[family][2]
+    return b, (side, side) if kind == CLASSIFIER else tuple(PROTOCOL[kind]['shape'])
 
 
 def run(variants: Sequence[str] = (),
@@ -542,11 +623,15 @@ def run(variants: Sequence[str] = (),
         log: Callable[[str], None] = print,
         progress_factory: Optional[Callable[[int], Callable[[int, int], None]]] = None,
         before_each: Optional[Callable[[str], Optional[dict]]] = None,
-        command: Optional[str] = None) -> dict:
+        command: Optional[str] = None,
+        interleave_networks: bool = False) -> dict:
     """Benchmarks every network; returns the report (settings, machine, peak, results). See the module docstring.
 
-    ``before_each(label)`` runs before each network (e.g. :func:`~mmfastvit.deploy.latency.wait_for_load` on a shared
-    machine); what it returns is stored with that network's results as ``before``.
+    ``variants`` are names of :func:`~mmfastvit.deploy.loading.variant_names` (FastViT ``'t8'`` ..., FMViT
+    ``'fmvit_t'`` ...). ``before_each(label)`` runs before each network is timed (e.g.
+    :func:`~mmfastvit.deploy.latency.wait_for_load` on a shared machine); what it returns is stored with that
+    network's results as ``before``. With ``interleave_networks`` every network is prepared first and all are timed
+    together, round-robin within each backend; ``before_each('all networks')`` then runs once, before the timing.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f'protocol "{protocol}" is not one of {list(PROTOCOLS)}')
@@ -566,9 +651,12 @@ def run(variants: Sequence[str] = (),
     threads = torch.get_num_threads()
     if compare_timm and (configs or dense):
         raise ValueError('--compare-timm compares classifier variants only (timm builds no dense backbone here)')
+    variants = [canonical_variant(v) for v in variants]
+    if compare_timm and any(parse_variant(v)[0] != 'fastvit' for v in variants):
+        raise ValueError(f'--compare-timm compares FastViT variants only (timm has no FMViT); got {variants}')
 
-    def plan(kind: str) -> Tuple[int, Tuple[int, int]]:
-        return protocol_plan(protocol, kind, batch, shape)
+    def plan(kind: str, family: str = 'fastvit') -> Tuple[int, Tuple[int, int]]:
+        return protocol_plan(protocol, kind, batch, shape, family)
 
     load_before = load_average()
     peak = {}
@@ -593,22 +681,36 @@ def run(variants: Sequence[str] = (),
         checkpoints = list(checkpoints) + [None] * (len(configs) - len(checkpoints))
         for config, ckpt in zip(configs, checkpoints):
             jobs.append((config, lambda c=config, k=ckpt: (load_from_config(c, k), None)))
-        for label, make in jobs:
-            before = before_each(label) if before_each else None
-            deployable, timm_model = make()
-            b, s = plan(deployable.kind)
-            res = benchmark_network(deployable, usable, b, s, warmup, runs, work_dir, timm_model, threads,
-                                    ort_optimization, exporter, opset, rewrites, cuda_fp16, ort_spinning, seed, log,
-                                    progress_factory)
-            key = deployable.name + ('' if deployable.name not in results else f'_{len(results)}')
+        prepared: List[Tuple[PreparedNetwork, Optional[dict]]] = []
+
+        def finish(net: PreparedNetwork, before: Optional[dict]) -> None:
+            res = network_result(net)
+            key = net.name + ('' if net.name not in results else f'_{len(results)}')
             if before is not None:
                 res['before'] = before
             results[key] = res
             for k, v in res['latency'].items():
-                log(f'{deployable.name} {k}: median {v["median_ms"]:.2f} ms, p90 {v["p90_ms"]:.2f} ms, '
+                log(f'{net.name} {k}: median {v["median_ms"]:.2f} ms, p90 {v["p90_ms"]:.2f} ms, '
                     f'{v["throughput_ips"]:.1f} img/s, {v["gflops"]:.0f} GFLOP/s')
             for backend, ratio in res['ratios_ours_over_timm'].items():
-                log(f'{deployable.name} ours / timm on {backend}: {ratio:.3f}')
+                log(f'{net.name} ours / timm on {backend}: {ratio:.3f}')
+
+        for label, make in jobs:
+            deployable, timm_model = make()
+            b, s = plan(deployable.kind, deployable.family)
+            net = prepare_network(deployable, usable, b, s, work_dir, timm_model, threads, ort_optimization,
+                                  exporter, opset, rewrites, cuda_fp16, ort_spinning, seed, log)
+            if interleave_networks:
+                prepared.append((net, None))
+                continue
+            before = before_each(label) if before_each else None
+            time_networks([net], warmup, runs, log, progress_factory)
+            finish(net, before)
+        if interleave_networks and prepared:
+            before = before_each('all networks') if before_each else None
+            time_networks([net for net, _ in prepared], warmup, runs, log, progress_factory)
+            for net, _ in prepared:
+                finish(net, before)
     finally:
         if own_dir:
             import shutil
@@ -617,14 +719,17 @@ def run(variants: Sequence[str] = (),
                 for name in ('mmengine', 'onnx', 'onnxruntime', 'timm', 'tensorrt')}
     settings = dict(protocol=protocol, protocol_description=PROTOCOLS[protocol]['description'], warmup=warmup,
                     runs=runs, batch_classifier=plan(CLASSIFIER)[0], batch_backbone=plan(BACKBONE)[0],
-                    shape_classifier=list(plan(CLASSIFIER)[1]), shape_backbone=list(plan(BACKBONE)[1]),
+                    shape_classifier=list(plan(CLASSIFIER)[1]),
+                    shape_classifier_fmvit=list(plan(CLASSIFIER, 'fmvit')[1]), shape_backbone=list(plan(BACKBONE)[1]),
                     threads=threads, dtype_cpu='float32', cuda_precision='float16' if cuda_fp16 else 'float32',
                     backends=list(usable), unavailable=unavailable, compare_timm=compare_timm,
                     onnx=dict(exporter=exporter, opset=opset, rewrites_ours=list(rewrites), rewrites_timm=[]),
                     onnxruntime_session=dict(graph_optimization_level=ort_optimization, intra_op_num_threads=threads,
                                              inter_op_num_threads=1, execution_mode='sequential',
                                              allow_spinning=ort_spinning, same_for_every_model=True),
-                    timing='round-robin between the models of one backend; backends one after the other',
+                    timing=('round-robin across every network and model of one backend (all networks interleaved); '
+                            'backends one after the other') if interleave_networks else
+                    'round-robin between the models of one backend; backends one after the other',
                     seed=seed, versions=versions, mmfastvit=__version__, load_before=load_before,
                     load_after=load_average(), command=command or shlex.join(sys.orig_argv),
                     date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
@@ -637,7 +742,9 @@ def write_report(report: dict, out: str, plot: bool = True, log: Callable[[str],
     json_path, md_path, png_path = out + '.json', out + '.md', out + '.png'
     write_text_atomic(json_path, json.dumps(report, indent=2, default=str) + '\n')
     written.append(json_path)
-    write_text_atomic(md_path, '# FastViT latency\n\n' + markdown_table(report))
+    families = sorted({res.get('family', 'fastvit') for res in report['results'].values()}, key=list(FAMILIES).index)
+    write_text_atomic(md_path, f'# {" and ".join(FAMILY_NAMES[f] for f in families) or "FastViT"} latency\n\n'
+                      + markdown_table(report))
     written.append(md_path)
     if plot:
         try:

@@ -1,4 +1,4 @@
-"""Export a FastViT network to ONNX, Core ML (iPhone), TensorRT or TorchScript, checking every step.
+"""Export a FastViT or FMViT network to ONNX, Core ML (iPhone), TensorRT or TorchScript, checking every step.
 
 :func:`export` takes a :class:`~mmfastvit.deploy.loading.Deployable` (from a config + checkpoint, or a variant) and
 
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from .. import __version__
 from ..models.utils.reparam import reparameterize_model
 from ..testing import relative_error
-from .export_form import REWRITES, to_export_form
+from .export_form import REWRITES, applied_rewrites, to_export_form
 from .latency import machine_info
 from .loading import INPUT_NAME, Deployable
 from .runtimes import TensorRTRunner, build_tensorrt_engine, coreml_can_predict, ort_session, \
@@ -43,7 +43,7 @@ DEFAULT_OPSET = 18
 # only (observed ~1e-7); a wrong rewrite is off by O(1).
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2
-SIZE_MULTIPLE = 32  # FastViT's output stride
+SIZE_MULTIPLE = 32  # the output stride of FastViT and FMViT
 
 
 class ExportError(RuntimeError):
@@ -64,7 +64,7 @@ def check_shape(shape: Sequence[int]) -> Tuple[int, int]:
     for size in shape:
         if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
             raise ValueError(f'shape {shape[0]}x{shape[1]}: each side must be a positive multiple of {SIZE_MULTIPLE} '
-                             f'(FastViT\'s output stride), {size} is not')
+                             f'(the backbone\'s output stride), {size} is not')
     return shape
 
 
@@ -141,9 +141,10 @@ def fuse_and_verify(deployable: Deployable, x: Tensor, rewrites: Sequence[str] =
         log(f'fused "{level}" -> "full": relative error {checks["fusion"]["rel_error"]:.1e} vs the unfused outputs')
     fused_out = _outputs(model, x)
     form = to_export_form(model, rewrites)
-    checks['export_form'] = dict(rewrites=list(rewrites), **_compare('export form vs fused', _outputs(form, x),
-                                                                      fused_out, FP32_TOLERANCE))
-    log(f'export form ({", ".join(rewrites) or "no rewrites"}): relative error '
+    checks['export_form'] = dict(rewrites=list(rewrites), applied=applied_rewrites(form),
+                                 **_compare('export form vs fused', _outputs(form, x), fused_out, FP32_TOLERANCE))
+    acted = [f'{name} x{count}' for name, count in checks['export_form']['applied'].items() if count]
+    log(f'export form ({", ".join(acted) or "no rewrite applies"}): relative error '
         f'{checks["export_form"]["rel_error"]:.1e} vs the fused model')
     return model, form, fused_out, checks
 
@@ -223,7 +224,8 @@ def _export_coreml(form: nn.Module, x: Tensor, path: str, output_names: Sequence
             convert_to='mlprogram',
             compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32,
             minimum_deployment_target=ct.target.iOS16)
-    mlmodel.short_description = (f'FastViT {deployable.kind} ({deployable.name}), fused and exported by mmfastvit '
+    family = type(deployable.backbone).__name__
+    mlmodel.short_description = (f'{family} {deployable.kind} ({deployable.name}), fused and exported by mmfastvit '
                                  f'{__version__}')
     mlmodel.input_description[INPUT_NAME] = (f'normalized RGB image batch {tuple(x.shape)} (NCHW, ImageNet mean / std '
                                              f'applied by the caller)')

@@ -1,8 +1,9 @@
-"""Export forms of a fused FastViT: the same function as a graph that inference engines run faster (torch only).
+"""Export forms of a fused FastViT or FMViT: the same function as a graph that inference engines run faster (torch
+only).
 
 The deepest fused model (``reparameterize_model(model, 'full')``) is what PyTorch runs fastest. An exported graph is
-executed by another engine, and three parts of it are slow there for reasons of layout, not arithmetic (measured
-with ONNX Runtime's profiler on the CPU execution provider; ``docs/deploy.md`` has the figures):
+executed by another engine, and three parts of FastViT's graph are slow there for reasons of layout, not arithmetic
+(measured with ONNX Runtime's profiler on the CPU execution provider; ``docs/deploy.md`` has the figures):
 
 * A convolution with ``groups = C`` and ``m * C`` outputs (the patch embeddings, 7x7 stride 2, and the classifier's
   ``final_conv``, 3x3, both with m = 2) is neither depthwise nor dense. ONNX Runtime's blocked (NCHWc) kernels do not
@@ -19,6 +20,14 @@ with ONNX Runtime's profiler on the CPU execution provider; ``docs/deploy.md`` h
 * Global average pooling is written as ``adaptive_avg_pool2d`` (ONNX ``GlobalAveragePool``) rather than a mean over
   two axes (``ReduceMean``).
 
+FMViT's fused graph has only dense and depthwise convolutions, so ``grouped_conv`` finds nothing to split there, and
+ONNX Runtime spends 98.7% of its time in blocked convolutions (FMViT-B, batch 8, 224x224, one thread; ReLU and the
+residual additions fused into them). Its attention (RLMHSA, stride 32) takes 0.6% of that, and the ``attention``
+rewrite, :class:`ChannelFirstRLMHSA`, changes no latency beyond the noise (with / without it: 64.0 / 65.3 ms at batch
+1, 461 / 459 ms at batch 8). It is there for Core ML: RLMHSA's token reshapes compute sizes from ``x.shape``, which
+coremltools 9 cannot convert (with numpy 2); the rewrite has none. :func:`applied_rewrites` counts what a form holds,
+so a report says which rewrites acted.
+
 Every rewrite is exact in real arithmetic (a permutation, a re-association of sums, a folded constant), so the export
 form equals the fused model up to float32 rounding; :func:`to_export_form` works on a copy and the export tool checks
 the result against the fused model before writing anything.
@@ -31,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.backbones.fastvit import FastViT
+from ..models.backbones.fmvit import RLMHSA, FMViT
 from ..models.layers.attention import Attention
 from ..models.layers.embedding import PatchEmbed
 from ..models.layers.mobileone import MobileOneBlock, SEBlock
@@ -109,6 +119,32 @@ class ChannelFirstAttention(nn.Module):
         return self.proj(out.flatten(1, 2).reshape_as(x))
 
 
+class ChannelFirstRLMHSA(nn.Module):
+    """FMViT's :class:`~mmfastvit.models.backbones.fmvit.RLMHSA` on the NCHW map, without token transposes and with no
+    size computed from the input's shape.
+
+    ``q = x`` and ``kv = W x`` are ``(B, heads, head_dim, N)`` views; ``softmax(q^T kv / sqrt(d))`` is
+    ``(B, heads, N, N)`` and ``kv softmax(.)^T`` is ``(B, C, H, W)`` after a reshape. The scale multiplies ``q``
+    (``C x N`` values, fewer than the ``heads x N x N`` logits); it cannot fold into ``W``, which also gives the values.
+
+    Args:
+        attn (RLMHSA): The fused module to convert.
+    """
+
+    def __init__(self, attn: RLMHSA) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = attn.num_heads, attn.head_dim
+        self.scale = self.head_dim ** -0.5
+        weight, bias = attn.kv.kernel_bias()
+        self.kv = _conv_like(weight.detach(), bias.detach())
+
+    def forward(self, x: Tensor) -> Tensor:
+        q = (x * self.scale).flatten(2).unflatten(1, (self.num_heads, self.head_dim))
+        kv = self.kv(x).flatten(2).unflatten(1, (self.num_heads, self.head_dim))
+        attn = torch.matmul(q.transpose(-2, -1), kv).softmax(dim=-1)  # (B, heads, N, N)
+        return torch.matmul(kv, attn.transpose(-2, -1)).flatten(1, 2).reshape_as(x)
+
+
 def _permute_in_channels(conv: nn.Conv2d, perm: Tensor) -> None:
     """Reorders the input channels of a dense convolution (its weight columns) in place: it then reads ``x[:, perm]``
     as it read ``x`` before."""
@@ -145,24 +181,34 @@ def _split_final_conv(block: MobileOneBlock) -> Tensor:
 
 def _check_fused(model: nn.Module) -> None:
     for module in model.modules():
-        if isinstance(module, FastViT) and module.fused_level != 'full':
+        if isinstance(module, (FastViT, FMViT)) and module.fused_level != 'full':
             raise ValueError(f'to_export_form needs the deepest fused model (reparameterize_model(model, "full")); '
-                             f'this FastViT is at level "{module.fused_level}"')
+                             f'this {type(module).__name__} is at level "{module.fused_level}"')
+
+
+# The backbone output a classifier pools: FastViT's final_conv, FMViT's last stage (the FMB output).
+CLASSIFIER_OUT_INDICES = {FastViT: (FastViT.FINAL_CONV_INDEX,), FMViT: (FMViT.num_stages - 1,)}
 
 
 class ExportClassifier(nn.Module):
-    """The image classifier as one tensor-in, logits-out module: FastViT up to ``final_conv``, global average pooling,
-    linear layer (FastViTClassifier, or mmpretrain's ImageClassifier with GlobalAveragePooling and LinearClsHead).
+    """The image classifier as one tensor-in, logits-out module: the backbone's pooled output, global average
+    pooling, linear layer (FastViTClassifier / FMViTClassifier, or mmpretrain's ImageClassifier with
+    GlobalAveragePooling and LinearClsHead).
 
     Args:
-        backbone (FastViT): The backbone with ``out_indices=(4,)``.
+        backbone (FastViT | FMViT): A FastViT with ``out_indices=(4,)`` (up to ``final_conv``) or an FMViT with
+            ``out_indices=(3,)`` (up to the FMB).
         fc (nn.Linear): The classifier's linear layer.
     """
 
-    def __init__(self, backbone: FastViT, fc: nn.Linear) -> None:
+    def __init__(self, backbone: nn.Module, fc: nn.Linear) -> None:
         super().__init__()
-        if backbone.out_indices != (FastViT.FINAL_CONV_INDEX,):
-            raise ValueError(f'ExportClassifier needs a backbone with out_indices=(4,), got {backbone.out_indices}')
+        expected = next((v for cls, v in CLASSIFIER_OUT_INDICES.items() if isinstance(backbone, cls)), None)
+        if expected is None:
+            raise TypeError(f'ExportClassifier takes a FastViT or an FMViT backbone, not {type(backbone).__name__}')
+        if backbone.out_indices != expected:
+            raise ValueError(f'ExportClassifier needs out_indices={expected} for {type(backbone).__name__} (the output '
+                             f'its classifier pools), got {backbone.out_indices}')
         self.backbone = backbone
         self.fc = fc
 
@@ -170,14 +216,18 @@ class ExportClassifier(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(self.backbone(x)[0], 1).flatten(1))
 
 
-def to_export_form(model: nn.Module, rewrites: Sequence[str] = ('attention', 'grouped_conv')) -> nn.Module:
+REWRITES = ('attention', 'grouped_conv')
+
+
+def to_export_form(model: nn.Module, rewrites: Sequence[str] = REWRITES) -> nn.Module:
     """A copy of a fully fused model with the export rewrites applied (see the module docstring).
 
     Args:
-        model (nn.Module): A FastViT backbone or an :class:`ExportClassifier`, fused at level ``'full'``.
-        rewrites (Sequence[str]): Which rewrites: ``'attention'`` (:class:`ChannelFirstAttention`) and
-            ``'grouped_conv'`` (:class:`SplitGroupedConv` in the patch embeddings, and in ``final_conv`` when the
-            model is an :class:`ExportClassifier`). Defaults to both.
+        model (nn.Module): A FastViT / FMViT backbone or an :class:`ExportClassifier`, fused at level ``'full'``.
+        rewrites (Sequence[str]): Which rewrites: ``'attention'`` (FastViT's attention as
+            :class:`ChannelFirstAttention`, FMViT's RLMHSA as :class:`ChannelFirstRLMHSA`) and ``'grouped_conv'``
+            (:class:`SplitGroupedConv` in FastViT's patch embeddings, and in ``final_conv`` when the model is an
+            :class:`ExportClassifier`; FMViT has no such convolution). Defaults to both.
 
     Returns:
         nn.Module: The rewritten copy, in eval mode.
@@ -192,23 +242,29 @@ def to_export_form(model: nn.Module, rewrites: Sequence[str] = ('attention', 'gr
             for name, child in list(parent.named_children()):
                 if isinstance(child, Attention):
                     setattr(parent, name, ChannelFirstAttention(child))
+                elif isinstance(child, RLMHSA):
+                    setattr(parent, name, ChannelFirstRLMHSA(child))
     if 'grouped_conv' in rewrites:
         for module in list(model.modules()):
             if isinstance(module, PatchEmbed):
                 _split_patch_embed(module)
-        if isinstance(model, ExportClassifier):
+        if isinstance(model, ExportClassifier) and isinstance(model.backbone, FastViT):
             perm = _split_final_conv(model.backbone.final_conv)
             with torch.no_grad():
                 model.fc.weight.copy_(model.fc.weight[:, perm])
     return model
 
 
-REWRITES = ('attention', 'grouped_conv')
+def applied_rewrites(form: nn.Module) -> dict:
+    """How many modules of an export form each rewrite replaced, e.g. ``{'attention': 0, 'grouped_conv': 4}``."""
+    modules = list(form.modules())
+    return dict(attention=sum(isinstance(m, (ChannelFirstAttention, ChannelFirstRLMHSA)) for m in modules),
+                grouped_conv=sum(isinstance(m, SplitGroupedConv) for m in modules))
 
 
 def exported_fused_level(model: nn.Module) -> str:
-    """The fused level of the FastViT inside ``model`` (``'train'``, ``'reference'``, ``'full'``)."""
+    """The fused level of the FastViT or FMViT inside ``model`` (``'train'``, ``'reference'``, ``'full'``)."""
     for module in model.modules():
-        if isinstance(module, FastViT):
+        if isinstance(module, (FastViT, FMViT)):
             return module.fused_level
     return fused_level(model)

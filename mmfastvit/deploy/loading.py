@@ -1,11 +1,15 @@
 """What gets deployed: the network of a config + checkpoint, or a variant built directly (torch and mmengine only).
 
-A deployable is a plain ``nn.Module`` from one image tensor to tensors:
+A deployable is a plain ``nn.Module`` from one image tensor to tensors. Its backbone is FastViT or FMViT:
 
 * a classifier (mmpretrain's ``ImageClassifier`` with ``GlobalAveragePooling`` + ``LinearClsHead``, the distillation
-  classifier, or :class:`~mmfastvit.models.FastViTClassifier`) becomes :class:`ExportClassifier`: image -> logits;
-* any other model whose ``backbone`` is FastViT (a detector, a segmentor, a hand model) contributes its backbone:
+  classifier, :class:`~mmfastvit.models.FastViTClassifier` or :class:`~mmfastvit.models.FMViTClassifier`) becomes
+  :class:`ExportClassifier`: image -> logits;
+* any other model whose ``backbone`` is one of them (a detector, a segmentor, a hand model) contributes its backbone:
   image -> one feature map per entry of ``out_indices``.
+
+Variants built directly are named as the deploy tools take them: FastViT's by its arch (``'t8'`` ... ``'ma36'``, or
+``'fastvit_t8'``), FMViT's with the family in front (``'fmvit_t'`` ... ``'fmvit_l'``).
 
 The image is the network input after the data preprocessor (mean / std normalization is the caller's, as in Apple's
 export). The config's task package (mmpretrain, mmdet, mmseg) is imported through its scope only when a config is
@@ -13,15 +17,14 @@ given; :func:`from_variant` needs none.
 """
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.config import Config
 from torch import nn
 
 from ..fileio import CheckpointError
-from ..models.backbones.fastvit import FastViT
-from ..models.classifier import FastViTClassifier
+from ..models import FastViT, FastViTClassifier, FMViT, FMViTClassifier
 from ..testing import randomize_fusable_state_
 from .export_form import ExportClassifier
 
@@ -31,6 +34,51 @@ DENSE_OUT_INDICES = (0, 1, 2, 3)
 # backbones of detection / segmentation models.
 PROTOCOL = {CLASSIFIER: dict(batch=8, shape=(256, 256)), BACKBONE: dict(batch=2, shape=(512, 512))}
 INPUT_NAME = 'images'  # the input name of Apple's Core ML export (ml-fastvit export_model.py)
+
+# family -> (backbone class, classifier class, its classifiers' input side: the resolution each paper trains and
+# reports latency at; FMViT's Table 2 is at 224x224). Dense backbones use PROTOCOL's 512x512 in both families.
+FAMILIES = {'fastvit': (FastViT, FastViTClassifier, 256), 'fmvit': (FMViT, FMViTClassifier, 224)}
+Backbone = Union[FastViT, FMViT]
+BACKBONES = (FastViT, FMViT)
+
+
+def family_of(backbone: nn.Module) -> str:
+    """``'fastvit'`` or ``'fmvit'``."""
+    for family, (cls, _, _) in FAMILIES.items():
+        if isinstance(backbone, cls):
+            return family
+    raise TypeError(f'{type(backbone).__name__} is neither FastViT nor FMViT')
+
+
+def variant_names(family: Optional[str] = None) -> List[str]:
+    """The names :func:`from_variant` takes: ``t8`` ... ``ma36`` (FastViT), ``fmvit_t`` ... ``fmvit_l`` (FMViT)."""
+    names = []
+    for fam, (cls, _, _) in FAMILIES.items():
+        if family in (None, fam):
+            names += [arch if fam == 'fastvit' else f'{fam}_{arch}' for arch in cls.arch_zoo]
+    return names
+
+
+def parse_variant(name: str) -> Tuple[str, str]:
+    """``(family, arch)`` of a variant name: ``'sa12'`` / ``'fastvit_sa12'`` -> ``('fastvit', 'sa12')``,
+    ``'fmvit_t'`` -> ``('fmvit', 't')``.
+
+    Raises:
+        ValueError: naming the bad value and the valid ones.
+    """
+    lowered = str(name).lower()
+    family, _, arch = lowered.partition('_')
+    if family not in FAMILIES or not arch:
+        family, arch = 'fastvit', lowered
+    if arch not in FAMILIES[family][0].arch_zoo:
+        raise ValueError(f'variant "{name}" is not one of {variant_names()}')
+    return family, arch
+
+
+def canonical_variant(name: str) -> str:
+    """The name :func:`variant_names` lists for ``name`` (``'fastvit_T8'`` -> ``'t8'``)."""
+    family, arch = parse_variant(name)
+    return arch if family == 'fastvit' else f'{family}_{arch}'
 
 
 @dataclass
@@ -52,13 +100,28 @@ class Deployable:
     source: dict = field(default_factory=dict)
 
     @property
-    def backbone(self) -> FastViT:
-        """The FastViT inside."""
+    def backbone(self) -> Backbone:
+        """The FastViT or FMViT inside."""
         return self.model.backbone if isinstance(self.model, ExportClassifier) else self.model
 
+    @property
+    def family(self) -> str:
+        """``'fastvit'`` or ``'fmvit'``."""
+        return family_of(self.backbone)
 
-def _output_names(backbone: FastViT) -> Tuple[str, ...]:
-    return tuple('final_conv' if i == FastViT.FINAL_CONV_INDEX else f'stage{i}' for i in backbone.out_indices)
+
+def default_shape(deployable: Deployable) -> Tuple[int, int]:
+    """The input a deployable is exported and timed at unless told otherwise: 256x256 for a FastViT classifier,
+    224x224 for an FMViT classifier (each paper's resolution), 512x512 for a dense backbone (the paper's protocol)."""
+    if deployable.kind == CLASSIFIER:
+        side = FAMILIES[deployable.family][2]
+        return side, side
+    return tuple(PROTOCOL[BACKBONE]['shape'])
+
+
+def _output_names(backbone: Backbone) -> Tuple[str, ...]:
+    return tuple('final_conv' if isinstance(backbone, FastViT) and i == FastViT.FINAL_CONV_INDEX else f'stage{i}'
+                 for i in backbone.out_indices)
 
 
 def _is_instance_by_name(obj: object, class_name: str) -> bool:
@@ -70,18 +133,18 @@ def as_deployable(model: nn.Module, name: str, source: Optional[dict] = None) ->
     """The deployable part of a built model (see the module docstring).
 
     Raises:
-        TypeError: the model has no FastViT backbone, or is a classifier whose neck / head is not the paper's.
+        TypeError: the model has no FastViT / FMViT backbone, or is a classifier whose neck / head is not the paper's.
     """
     source = dict(source or {})
-    if isinstance(model, FastViTClassifier):
+    if isinstance(model, (FastViTClassifier, FMViTClassifier)):
         net = ExportClassifier(model.backbone, model.head.fc)
         return Deployable(net.eval(), CLASSIFIER, name, ('logits',), source)
-    if isinstance(model, FastViT):
+    if isinstance(model, BACKBONES):
         return Deployable(model.eval(), BACKBONE, name, _output_names(model), source)
     backbone = getattr(model, 'backbone', None)
-    if not isinstance(backbone, FastViT):
-        raise TypeError(f'{type(model).__name__} has no FastViT backbone (found {type(backbone).__name__}); '
-                        f'the deploy tools export FastViT classifiers and FastViT backbones')
+    if not isinstance(backbone, BACKBONES):
+        raise TypeError(f'{type(model).__name__} has no FastViT or FMViT backbone (found {type(backbone).__name__}); '
+                        f'the deploy tools export FastViT / FMViT classifiers and backbones')
     if _is_instance_by_name(model, 'ImageClassifier'):
         neck, head = getattr(model, 'neck', None), getattr(model, 'head', None)
         if not (_is_instance_by_name(neck, 'GlobalAveragePooling') and _is_instance_by_name(head, 'LinearClsHead')):
@@ -136,22 +199,61 @@ def load_from_config(config: str, checkpoint: Optional[str], cfg_options: Option
     return as_deployable(model, name, dict(config=config, checkpoint=checkpoint, cfg_options=cfg_options or {}))
 
 
+def calibrate_batchnorm_(model: nn.Module, seed: int = 0, shape: Tuple[int, int] = (224, 224),
+                         min_var: float = 1.0) -> nn.Module:
+    """Sets every BatchNorm's running statistics to those it sees on a seeded random batch, with the variance at
+    least ``min_var``, in place (affine values stay); returns the model in eval mode.
+
+    FMViT has no layer scales and ReLU throughout, so with the random statistics of
+    :func:`~mmfastvit.testing.randomize_fusable_state_` its activations grow block after block (FMViT-L's logits
+    reach 1e11, where float32 rounding alone exceeds any absolute tolerance). Batch statistics keep every BatchNorm
+    output near its affine scale and are still far from identities. The variance floor keeps a BatchNorm from
+    scaling up a channel that barely varies on random images: without it, float32 rounding grows ~1.14x per block
+    and FMViT-L's fused and unfused float32 outputs differ by 2e-4 (relative) at 224x224, though in float64 the two
+    agree to 5e-13; with it, they differ by 2e-7, as FastViT's do.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    x = torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    model.eval()
+    for norm in norms:
+        norm.momentum = 1.0  # running statistics := this batch's
+        norm.train()
+    with torch.no_grad():
+        model(x)
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+            norm.running_var.clamp_(min=min_var)
+    return model.eval()
+
+
 def from_variant(variant: str, kind: str = CLASSIFIER, out_indices: Sequence[int] = DENSE_OUT_INDICES,
                  seed: Optional[int] = 0) -> Deployable:
-    """A FastViT variant built directly (no config, no task package): the classifier or the dense backbone.
+    """A FastViT or FMViT variant built directly (no config, no task package): the classifier or the dense backbone.
 
-    With ``seed`` set, BatchNorm statistics and layer scales get seeded random values so that fusion is not checked
-    on identities (a benchmark's timings do not depend on the values).
+    Args:
+        variant (str): One of :func:`variant_names`: ``'t8'`` ... ``'ma36'`` (FastViT; ``'fastvit_t8'`` also works)
+            or ``'fmvit_t'`` ... ``'fmvit_l'``.
+        kind (str): ``'classifier'`` or ``'backbone'``.
+        out_indices (Sequence[int]): The dense backbone's outputs. Defaults to the four stages.
+        seed (int, optional): With a seed, BatchNorm statistics and layer scales get seeded random values so that
+            fusion is not checked on identities (FMViT's BatchNorms then take the statistics of a seeded random batch:
+            :func:`calibrate_batchnorm_`); a benchmark's timings do not depend on the values.
     """
     if kind not in PROTOCOL:
         raise ValueError(f'kind "{kind}" is not one of {list(PROTOCOL)}')
+    family, arch = parse_variant(variant)
+    backbone_cls, classifier_cls, _ = FAMILIES[family]
     if seed is not None:
         torch.manual_seed(seed)
     if kind == CLASSIFIER:
-        model: nn.Module = FastViTClassifier(variant)
+        model: nn.Module = classifier_cls(arch)
     else:
-        model = FastViT(variant, out_indices=tuple(out_indices))
+        model = backbone_cls(arch, out_indices=tuple(out_indices))
     if seed is not None:
         randomize_fusable_state_(model, seed)
-    name = f'fastvit_{variant.lower()}' + ('' if kind == CLASSIFIER else '_backbone')
-    return as_deployable(model.eval(), name, dict(variant=variant.lower(), seed=seed))
+        if family == 'fmvit':
+            calibrate_batchnorm_(model, seed)
+    name = f'{family}_{arch}' + ('' if kind == CLASSIFIER else '_backbone')
+    source = dict(variant=canonical_variant(variant), family=family, arch=arch, seed=seed)
+    return as_deployable(model.eval(), name, source)

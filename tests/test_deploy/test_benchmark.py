@@ -1,4 +1,5 @@
-"""The latency tool: the protocol it records, what it measures per candidate, the files it writes, its refusals."""
+"""The latency tool: the protocol it records, what it measures per candidate, the files it writes, its refusals; FastViT
+and FMViT timed together."""
 import importlib.util
 import json
 import os.path as osp
@@ -115,3 +116,67 @@ def test_tool_refusals(capsys, tmp_path):
         assert tool.main(['--variants', 't8', '--backends', 'tensorrt', '--out', str(out), '--no-peak']) == 3
         assert 'none of the requested backends can run here' in capsys.readouterr().err
         assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope='module')
+def mixed_report():
+    """FMViT-T and FastViT-T8 at batch 1, each at its paper's resolution, timed together (interleaved)."""
+    if not probe('onnxruntime')[0]:
+        pytest.skip('needs onnxruntime')
+    return run(variants=['fmvit_t', 't8'], backends=['pytorch-cpu', 'onnxruntime-cpu'], protocol='batch1', warmup=1,
+               runs=3, threads=1, measure_peak=False, interleave_networks=True, log=lambda m: None, command='pytest')
+
+
+def test_fmvit_protocols_use_its_resolution():
+    assert protocol_plan('batch1', 'classifier', family='fmvit') == (1, (224, 224))
+    assert protocol_plan('paper', 'classifier', family='fmvit') == (8, (224, 224))
+    assert protocol_plan('paper', 'backbone', family='fmvit') == (2, (512, 512))
+    assert protocol_plan('paper', 'classifier', shape=(256, 256), family='fmvit') == (8, (256, 256))
+    with pytest.raises(ValueError, match='family "nextvit" is not one of'):
+        protocol_plan('paper', 'classifier', family='nextvit')
+
+
+def test_fmvit_report_records_the_protocol(mixed_report, tmp_path):
+    settings = mixed_report['settings']
+    assert settings['protocol'] == 'batch1' and settings['protocol_description'] == PROTOCOLS['batch1']['description']
+    assert 'FMViT classifiers at 224x224, FastViT at 256x256' in settings['protocol_description']
+    assert settings['shape_classifier'] == [256, 256] and settings['shape_classifier_fmvit'] == [224, 224]
+    assert settings['batch_classifier'] == 1 and (settings['warmup'], settings['runs']) == (1, 3)
+    assert settings['timing'].startswith('round-robin across every network and model of one backend')
+    fmvit, fastvit = mixed_report['results']['fmvit_t'], mixed_report['results']['fastvit_t8']
+    assert (fmvit['family'], fmvit['shape'], fmvit['batch']) == ('fmvit', [224, 224], 1)
+    assert (fastvit['family'], fastvit['shape']) == ('fastvit', [256, 256])
+    assert fmvit['source'] == dict(variant='fmvit_t', family='fmvit', arch='t', seed=0)
+    assert fmvit['macs'] == pytest.approx(0.315e9, rel=0.02)  # FMViT's docstring: 0.315 G fused at 224x224
+    for res in (fmvit, fastvit):
+        assert set(res['latency']) == {'ours/pytorch-cpu', 'ours/onnxruntime-cpu'}
+        for summary in res['latency'].values():
+            assert len(summary['runs_ms']) == 3
+            assert summary['gflops'] == pytest.approx(2 * res['macs'] / summary['median_ms'] / 1e6)
+        assert res['load_before'] == fastvit['load_before']  # timed together
+    assert fmvit['checks']['export_form']['applied'] == dict(attention=1, grouped_conv=0)
+    assert fmvit['checks']['ours/onnxruntime-cpu']['max_abs_diff'] < 1e-4
+    written = write_report(mixed_report, str(tmp_path / 'mixed'), log=lambda m: None)
+    assert json.loads((tmp_path / 'mixed.json').read_text())['results']['fmvit_t']['shape'] == [224, 224]
+    table = (tmp_path / 'mixed.md').read_text()
+    assert table.startswith('# FastViT and FMViT latency') and '| fmvit_t | 1 | 224x224 | ours |' in table
+    assert 'round-robin across every network' in table
+    if probe('matplotlib')[0]:
+        assert str(tmp_path / 'mixed.png') in written
+
+
+def test_fmvit_variants_in_the_tool(capsys):
+    tool = _tool()
+    args = tool.parse_args(['--variants', 'T8', 'fmvit', 'fastvit_sa12', 'fmvit_t'])
+    assert args.variants == ['t8', 'fmvit_t', 'fmvit_s', 'fmvit_m', 'fmvit_b', 'fmvit_l', 'sa12']
+    assert tool.parse_args(['--variants', 'all']).variants == ['t8', 't12', 's12', 'sa12', 'sa24', 'sa36', 'ma36']
+    with pytest.raises(SystemExit) as exc:
+        tool.main(['--variants', 'fmvit_xl'])
+    assert exc.value.code == 2 and "unknown variants ['fmvit_xl']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        tool.main(['--variants', 't8', 'fmvit_t', '--compare-timm'])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--compare-timm compares FastViT variants only (timm has no FMViT): drop ['fmvit_t']" in err
+    with pytest.raises(ValueError, match='timm has no FMViT'):
+        run(variants=['fmvit_s'], compare_timm=True, log=lambda m: None)

@@ -1,4 +1,5 @@
-"""Core ML export for the iPhone: an ML program package, iOS 16, FP16 compute, Apple's input name, the expected shapes.
+"""Core ML export for the iPhone (FastViT and FMViT): an ML program package, iOS 16, FP16 compute, Apple's input name,
+the expected shapes.
 
 Conversion runs on Linux; prediction needs macOS, so on Linux the report must say the model was not verified.
 """
@@ -13,11 +14,12 @@ from mmfastvit.deploy.loading import BACKBONE, from_variant
 ct = pytest.importorskip('coremltools')
 
 
-@pytest.mark.parametrize('variant', ['t8', 'sa12'])
+@pytest.mark.parametrize('variant', ['t8', 'sa12', 'fmvit_t'])
 def test_mlpackage_spec_has_shapes_and_fp16(variant, tmp_path):
-    report = export(from_variant(variant), 'coreml', str(tmp_path), shape=(64, 64), log=lambda m: None)
+    deployable = from_variant(variant)
+    report = export(deployable, 'coreml', str(tmp_path), shape=(64, 64), log=lambda m: None)
     package = tmp_path / report['files']['coreml']
-    assert package.name == f'fastvit_{variant}_64x64_b1_fp16.mlpackage' and package.is_dir()
+    assert package.name == f'{deployable.name}_64x64_b1_fp16.mlpackage' and package.is_dir()
     assert (package / 'Manifest.json').is_file()
     spec = ct.utils.load_spec(str(package))
     summary = coreml_spec_summary(spec)

@@ -1,5 +1,5 @@
 """The export rewrites are exact: each part equals what it replaces, and the export form of every variant equals the
-fully fused model; they refuse what they were not written for."""
+fully fused model (FastViT and FMViT); they refuse what they were not written for."""
 import re
 
 import pytest
@@ -7,9 +7,11 @@ import torch
 from torch import nn
 
 from helpers import randomize_, relative_error
-from mmfastvit.deploy.export_form import (REWRITES, ChannelFirstAttention, ExportClassifier, SplitGroupedConv,
-                                          to_export_form)
-from mmfastvit.models import FastViT, FastViTClassifier
+from mmfastvit.deploy.export_form import (REWRITES, ChannelFirstAttention, ChannelFirstRLMHSA, ExportClassifier,
+                                          SplitGroupedConv, applied_rewrites, to_export_form)
+from mmfastvit.deploy.loading import from_variant
+from mmfastvit.models import FastViT, FastViTClassifier, FMViT
+from mmfastvit.models.backbones.fmvit import RLMHSA
 from mmfastvit.models.layers.attention import Attention
 from mmfastvit.models.layers.embedding import PatchEmbed
 
@@ -109,3 +111,51 @@ def test_refuses_unknown_rewrites():
 def test_export_classifier_needs_final_conv_output():
     with pytest.raises(ValueError, match='out_indices=\\(4,\\)'):
         ExportClassifier(FastViT('t8', out_indices=(3,)), nn.Linear(384, 10))
+
+
+@pytest.mark.parametrize('shape', [(2, 3), (7, 7), (4, 6)])
+def test_channel_first_rlmhsa_equals_rlmhsa(shape):
+    torch.manual_seed(0)
+    attn = randomize_(RLMHSA(64)).eval().reparameterize()
+    x = torch.randn(2, 64, *shape)
+    with torch.no_grad():
+        expected = attn(x)
+        actual = ChannelFirstRLMHSA(attn).eval()(x)
+    assert relative_error(actual, expected) < 1e-5
+
+
+@pytest.mark.parametrize('variant', ['fmvit_t', 'fmvit_l'])  # every variant: test_onnx_export (export() checks it)
+def test_fmvit_export_form_equals_full_fusion(variant):
+    model = from_variant(variant).model  # seeded statistics, calibrated so that activations stay O(1)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    model.backbone.reparameterize()
+    form = to_export_form(model)
+    assert applied_rewrites(form) == dict(attention=1, grouped_conv=0)  # the FMB's RLMHSA; no grouped conv to split
+    with torch.no_grad():
+        assert relative_error(form(x), expected) < 1e-5
+    assert not any(isinstance(m, (nn.BatchNorm2d, RLMHSA)) for m in form.modules())
+    assert any(isinstance(m, RLMHSA) for m in model.modules()), 'the fused model itself is untouched'
+
+
+def test_applied_rewrites_counts_fastvit_rewrites():
+    model = FastViTClassifier('sa12', deploy=True).eval()
+    form = to_export_form(ExportClassifier(model.backbone, model.head.fc))
+    assert applied_rewrites(form) == dict(attention=2, grouped_conv=4)  # SA12: two attention blocks in stage 4
+    assert applied_rewrites(to_export_form(ExportClassifier(model.backbone, model.head.fc), ())) == dict(
+        attention=0, grouped_conv=0)
+
+
+def test_export_classifier_takes_fmvit_last_stage_only():
+    message = 'needs out_indices=(3,) for FMViT (the output its classifier pools), got (2,)'
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ExportClassifier(FMViT('t', out_indices=(2,)), nn.Linear(160, 10))
+    with pytest.raises(TypeError, match='takes a FastViT or an FMViT backbone, not Identity'):
+        ExportClassifier(nn.Identity(), nn.Linear(4, 2))
+    ExportClassifier(FMViT('t'), nn.Linear(320, 10))  # out_indices=(3,) is FMViT's default
+
+
+def test_refuses_an_unfused_fmvit():
+    with pytest.raises(ValueError, match='this FMViT is at level "train"'):
+        to_export_form(FMViT('t').eval())

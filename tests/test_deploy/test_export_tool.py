@@ -1,5 +1,5 @@
-"""tools/deploy/export.py: a config + checkpoint in, verified files out; every bad input is refused with a message that
-names it, a non-zero exit and nothing written."""
+"""tools/deploy/export.py: a config + checkpoint in (FastViT or FMViT), verified files out; every bad input is refused
+with a message that names it, a non-zero exit and nothing written."""
 import importlib.util
 import json
 import os
@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 
 from mmfastvit.convert.reparameterize import build_model_from_config
-from mmfastvit.deploy.loading import load_from_config
+from mmfastvit.deploy.loading import calibrate_batchnorm_, default_shape, load_from_config
 from mmfastvit.deploy.runtimes import probe
 from mmfastvit.testing import randomize_fusable_state_
 
@@ -120,3 +120,64 @@ def test_dense_model_exports_its_backbone(tmp_path):
     deployable = load_from_config(config, None)
     assert deployable.kind == 'backbone' and deployable.output_names == ('stage0', 'stage1', 'stage2', 'stage3')
     assert deployable.source['task_model'] == 'EncoderDecoder'
+
+
+FMVIT_T = osp.join(REPO, 'configs', 'fmvit_t_in1k.py')
+
+
+@pytest.fixture(scope='module')
+def fmvit_checkpoints(tmp_path_factory):
+    """An FMViT-T classifier checkpoint of configs/fmvit_t_in1k.py (seeded statistics) and its fused form."""
+    if not osp.isfile(FMVIT_T):
+        pytest.skip('configs/fmvit_t_in1k.py is not in this checkout')
+    folder = tmp_path_factory.mktemp('fmvit_ckpt')
+    model = build_model_from_config(Config.fromfile(FMVIT_T))
+    calibrate_batchnorm_(randomize_fusable_state_(model, seed=3), seed=3)
+    paths = dict(train=folder / 'fmvit_t.pth', fused=folder / 'fmvit_t_fused.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {'epoch': 300}}, paths['train'])
+    model.backbone.reparameterize()
+    torch.save({'state_dict': model.state_dict()}, paths['fused'])
+    return paths
+
+
+def test_fmvit_config_exports_at_224_and_matches_pytorch(fmvit_checkpoints, tmp_path, capsys):
+    ort = pytest.importorskip('onnxruntime')
+    out = tmp_path / 'exports'
+    assert _tool().main([FMVIT_T, str(fmvit_checkpoints['train']), '--backend', 'onnx', '--out', str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert 'export form (attention x1)' in printed and 'onnxruntime: matches PyTorch' in printed
+    name = 'fmvit_t_in1k_224x224_b1'  # FMViT's resolution by default, not FastViT's 256
+    assert sorted(os.listdir(out)) == [f'{name}.onnx', f'{name}.onnx.json']
+    report = json.loads((out / f'{name}.onnx.json').read_text())
+    assert report['kind'] == 'classifier' and report['input']['shape'] == [1, 3, 224, 224]
+    assert report['checks']['export_form']['applied'] == dict(attention=1, grouped_conv=0)
+    model = load_from_config(FMVIT_T, str(fmvit_checkpoints['train'])).model  # unfused: fusion + export together
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(str(out / f'{name}.onnx'), providers=['CPUExecutionProvider'])
+    (logits,) = session.run(None, {'images': x.numpy()})
+    assert logits.shape == (1, 1000) and abs(logits - expected).max() < 1e-4
+
+
+def test_fmvit_fused_checkpoint_needs_deploy_config(fmvit_checkpoints, tmp_path, capsys):
+    out = tmp_path / 'o'
+    code = _tool().main([FMVIT_T, str(fmvit_checkpoints['fused']), '--backend', 'onnx', '--shape', '64',
+                         '--out', str(out)])
+    assert code == 1 and 'it looks fused: add --cfg-options model.backbone.deploy=True' in capsys.readouterr().err
+    assert not out.exists()
+    code = _tool().main([FMVIT_T, str(fmvit_checkpoints['fused']), '--backend', 'onnx', '--shape', '64',
+                         '--cfg-options', 'model.backbone.deploy=True', '--out', str(out)])
+    assert code == 0 and 'already fused' in capsys.readouterr().out
+    assert sorted(os.listdir(out)) == ['fmvit_t_in1k_64x64_b1.onnx', 'fmvit_t_in1k_64x64_b1.onnx.json']
+
+
+def test_fmvit_detector_exports_its_backbone():
+    config = osp.join(REPO, 'configs', 'mask_rcnn_fmvit_b_1x.py')
+    if not osp.isfile(config):
+        pytest.skip('configs/mask_rcnn_fmvit_b_1x.py is not in this checkout')
+    pytest.importorskip('mmdet')
+    deployable = load_from_config(config, None)
+    assert deployable.kind == 'backbone' and deployable.family == 'fmvit'
+    assert deployable.output_names == ('stage0', 'stage1', 'stage2', 'stage3')
+    assert default_shape(deployable) == (512, 512) and deployable.source['task_model'] == 'MaskRCNN'

@@ -1,5 +1,6 @@
-"""ONNX export of every variant: the graph runs in ONNX Runtime and matches PyTorch; the report records how it was made;
-a failed export leaves nothing behind. Small inputs (64x64): the point is correctness, not speed."""
+"""ONNX export of every variant (FastViT's seven, FMViT's five): the graph runs in ONNX Runtime and matches PyTorch; the
+report records how it was made; a failed export leaves nothing behind. Small inputs (64x64): the point is correctness,
+not speed."""
 import json
 import os
 
@@ -9,13 +10,12 @@ import torch
 
 from mmfastvit.deploy import export as export_module
 from mmfastvit.deploy.export import ExportError, export
-from mmfastvit.deploy.loading import BACKBONE, from_variant
-from mmfastvit.models import FastViT
+from mmfastvit.deploy.loading import BACKBONE, from_variant, variant_names
 
 onnx = pytest.importorskip('onnx')
 ort = pytest.importorskip('onnxruntime')
 
-VARIANTS = list(FastViT.arch_zoo)
+VARIANTS = variant_names()  # t8 ... ma36, fmvit_t ... fmvit_l
 QUIET = dict(log=lambda message: None)
 
 
@@ -46,6 +46,13 @@ def test_every_variant_runs_in_onnxruntime_and_matches_pytorch(variant, tmp_path
     assert 'BatchNormalization' not in ops, 'the deepest fused graph has no BatchNorm'
     assert report['verification']['onnxruntime']['verified'] is True
     assert report['verification']['onnxruntime']['max_abs_diff'] < 1e-4
+    assert report['checks']['fusion']['from_level'] == 'train' and report['checks']['fusion']['passed']
+    applied = report['checks']['export_form']['applied']
+    if variant.startswith('fmvit'):  # only dense and depthwise convs; one RLMHSA, in the FMB
+        assert applied == dict(attention=1, grouped_conv=0)
+        assert report['source'] == dict(variant=variant, family='fmvit', arch=variant[6:], seed=0)
+    else:
+        assert applied['grouped_conv'] == 4, 'three patch embeddings and final_conv'
 
 
 def test_report_records_exporter_opset_and_checks(tmp_path):
@@ -61,13 +68,15 @@ def test_report_records_exporter_opset_and_checks(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted([on_disk['files']['onnx'], f'{report["name"]}.onnx.json'])
 
 
-def test_dense_backbone_exports_four_named_outputs(tmp_path):
-    deployable = from_variant('sa12', kind=BACKBONE)
+@pytest.mark.parametrize('variant,channels', [('sa12', (64, 128, 256, 512)), ('fmvit_t', (32, 80, 160, 320))])
+def test_dense_backbone_exports_four_named_outputs(variant, channels, tmp_path):
+    deployable = from_variant(variant, kind=BACKBONE)
     report = export(deployable, 'onnx', str(tmp_path), shape=(64, 64), **QUIET)
+    assert report['name'] == f'{deployable.name}_64x64_b1' and deployable.name.endswith('_backbone')
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     session, outputs = _run(tmp_path / report['files']['onnx'], x)
     assert [o.name for o in session.get_outputs()] == ['stage0', 'stage1', 'stage2', 'stage3']
-    assert [o.shape for o in outputs] == [(1, 64, 16, 16), (1, 128, 8, 8), (1, 256, 4, 4), (1, 512, 2, 2)]
+    assert [o.shape for o in outputs] == [(1, c, 64 // s, 64 // s) for c, s in zip(channels, (4, 8, 16, 32))]
     for actual, expected in zip(outputs, _pytorch_outputs(deployable, x)):
         assert np.abs(actual - expected).max() < 1e-4
 

@@ -1,9 +1,13 @@
-"""Latency of fused FastViT networks on every backend available here, with the paper's protocol.
+"""Latency of fused FastViT and FMViT networks on every backend available here, with the paper's protocol.
 
     python tools/deploy/benchmark.py --variants t8 sa12                       # classifiers, batch 8 at 256x256
     python tools/deploy/benchmark.py --variants sa12 --dense                  # backbones, batch 2 at 512x512
     python tools/deploy/benchmark.py --variants t8 s12 --compare-timm --protocol batch1 --threads 2
+    python tools/deploy/benchmark.py --variants t8 fmvit_t fmvit_s --protocol batch1 --interleave
     python tools/deploy/benchmark.py --configs configs/fastvit_sa12_in1k.py configs/mask_rcnn_fastvit_sa12_1x.py
+
+Variants: FastViT's t8 t12 s12 sa12 sa24 sa36 ma36 ("all": the seven), FMViT's fmvit_t fmvit_s fmvit_m fmvit_b
+fmvit_l ("fmvit": the five). FMViT classifiers run at 224x224 (its paper's resolution) unless --shape says otherwise.
 
 Backends: pytorch-cpu, onnxruntime-cpu and, with an NVIDIA GPU, pytorch-cuda, pytorch-cuda-graph, onnxruntime-cuda
 (onnxruntime-gpu) and tensorrt (TensorRT 10/11); the ones that cannot run here are listed in the report. Writes
@@ -20,9 +24,12 @@ from mmfastvit.deploy.benchmark import BACKENDS, PROTOCOLS, run, write_report
 from mmfastvit.deploy.export import DEFAULT_OPSET, EXPORTERS, check_shape
 from mmfastvit.deploy.export_form import REWRITES
 from mmfastvit.deploy.latency import wait_for_load
+from mmfastvit.deploy.loading import canonical_variant, variant_names
 from mmfastvit.deploy.runtimes import BackendUnavailable
 from mmfastvit.fileio import CheckpointError
-from mmfastvit.models import FastViT
+
+# names that stand for a family's variants
+VARIANT_GROUPS = {'all': 'fastvit', 'fmvit': 'fmvit'}
 
 
 def parse_args(argv=None):
@@ -30,7 +37,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split('\n\n', 1)[1])
     parser.add_argument('--variants', nargs='+', default=[], type=str.lower,
-                        help=f'variants built directly: {" ".join(FastViT.arch_zoo)} (or "all")')
+                        help=f'variants built directly: {" ".join(variant_names("fastvit"))} (or "all"), '
+                             f'{" ".join(variant_names("fmvit"))} (or "fmvit")')
     parser.add_argument('--configs', nargs='+', default=[], help='configs (classifier, detector, segmentor, ...)')
     parser.add_argument('--checkpoints', nargs='+', default=[],
                         help='checkpoints for --configs, in order (default: the config\'s random initialization)')
@@ -45,7 +53,11 @@ def parse_args(argv=None):
     parser.add_argument('--runs', type=int, default=100, help='timed runs per candidate (default 100)')
     parser.add_argument('--threads', type=int, help='CPU threads for PyTorch and ONNX Runtime (default: torch\'s)')
     parser.add_argument('--compare-timm', action='store_true',
-                        help='also time timm\'s reparameterized model (same weights, same export, same session)')
+                        help='also time timm\'s reparameterized model (same weights, same export, same session; '
+                             'FastViT only)')
+    parser.add_argument('--interleave', action='store_true',
+                        help='time all networks together, round-robin within each backend, so that ratios between '
+                             'networks are taken under the same conditions (default: one network after the other)')
     parser.add_argument('--ort-optimization', default='all', choices=['disable', 'basic', 'extended', 'all'])
     parser.add_argument('--ort-spinning', action='store_true',
                         help='let ONNX Runtime\'s idle threads spin (its default; off here because sessions timed '
@@ -64,11 +76,21 @@ def parse_args(argv=None):
     parser.add_argument('--no-plot', action='store_true')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
-    if args.variants == ['all']:
-        args.variants = list(FastViT.arch_zoo)
-    bad = [v for v in args.variants if v not in FastViT.arch_zoo]
+    variants, bad = [], []
+    for name in args.variants:
+        if name in VARIANT_GROUPS:
+            variants += variant_names(VARIANT_GROUPS[name])
+            continue
+        try:
+            variants.append(canonical_variant(name))
+        except ValueError:
+            bad.append(name)
     if bad:
-        parser.error(f'unknown variants {bad}; choose from {list(FastViT.arch_zoo)}')
+        parser.error(f'unknown variants {bad}; choose from {variant_names()} (or "all", "fmvit")')
+    args.variants = list(dict.fromkeys(variants))
+    fmvit = [v for v in args.variants if v in variant_names('fmvit')]
+    if args.compare_timm and fmvit:
+        parser.error(f'--compare-timm compares FastViT variants only (timm has no FMViT): drop {fmvit}')
     if not args.variants and not args.configs:
         parser.error('give --variants and/or --configs')
     if args.backends:
@@ -112,7 +134,7 @@ def main(argv=None) -> int:
                      exporter=args.exporter, opset=args.opset,
                      rewrites=args.rewrites, cuda_fp16=not args.cuda_fp32, measure_peak=not args.no_peak,
                      work_dir=args.work_dir, seed=args.seed, log=log, progress_factory=progress_factory,
-                     before_each=wait if args.max_load else None)
+                     before_each=wait if args.max_load else None, interleave_networks=args.interleave)
     except BackendUnavailable as err:
         print(f'error: {err}', file=sys.stderr)
         return 3

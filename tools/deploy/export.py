@@ -1,7 +1,8 @@
-"""Export a trained FastViT (classifier, or the backbone of a detector / segmentor / other model) for deployment.
+"""Export a trained FastViT or FMViT (classifier, or the backbone of a detector, segmentor, ...) for deployment.
 
     python tools/deploy/export.py configs/fastvit_t8_in1k.py fastvit_t8_in1k.pth --backend coreml --out exports/
     python tools/deploy/export.py configs/fastvit_sa12_in1k.py sa12.pth --backend onnx --batch 8 --out exports/
+    python tools/deploy/export.py configs/fmvit_b_in1k.py fmvit_b_in1k.pth --backend onnx --out exports/
     python tools/deploy/export.py configs/mask_rcnn_fastvit_sa12_1x.py det.pth --backend tensorrt --fp16 \\
         --shape 512 --batch 2 --out exports/
 
@@ -17,7 +18,6 @@ from mmengine.config import DictAction
 
 from mmfastvit.deploy.export import BACKENDS, DEFAULT_OPSET, EXPORTERS, ExportError, check_backend, check_shape, export
 from mmfastvit.deploy.export_form import REWRITES
-from mmfastvit.deploy.loading import PROTOCOL
 from mmfastvit.deploy.runtimes import BackendUnavailable
 from mmfastvit.fileio import CheckpointError
 
@@ -34,7 +34,8 @@ def parse_args(argv=None):
     parser.add_argument('--backend', required=True, help=f'one of {", ".join(BACKENDS)}')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--shape', type=int, nargs='+', default=None,
-                        help='input H [W], multiples of 32 (default: 256 for classifiers, 512 for backbones)')
+                        help='input H [W], multiples of 32 (default: 256 for FastViT classifiers, 224 for FMViT '
+                             'classifiers, 512 for backbones)')
     parser.add_argument('--batch', type=int, default=1, help='batch of the exported graph (default 1)')
     parser.add_argument('--fp16', action='store_true', default=None,
                         help='half precision (the default for coreml; onnx / tensorrt default to float32)')
@@ -72,10 +73,10 @@ def main(argv=None) -> int:
     except ValueError as err:
         return fail(EXIT_USAGE, str(err))
 
-    from mmfastvit.deploy.loading import load_from_config
+    from mmfastvit.deploy.loading import default_shape, load_from_config
     try:
         deployable = load_from_config(args.config, args.checkpoint, args.cfg_options)
-        shape = args.shape or PROTOCOL[deployable.kind]['shape']
+        shape = args.shape or default_shape(deployable)
         export(deployable, args.backend, args.out, shape=shape, batch=args.batch, fp16=fp16, opset=args.opset,
                exporter=args.exporter, dynamic_batch=args.dynamic_batch, max_batch=args.max_batch,
                simplify=args.simplify, rewrites=args.rewrites, name=args.name, workspace_gib=args.workspace_gib)
