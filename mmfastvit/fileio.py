@@ -9,7 +9,7 @@ import os
 import os.path as osp
 import pickle
 import tempfile
-from typing import Any, Dict, Mapping, Tuple
+from typing import IO, Any, Callable, Dict, Mapping, Tuple
 
 import torch
 from torch import Tensor
@@ -92,19 +92,26 @@ def _umask() -> int:
     return mask
 
 
-def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save(obj, path)``, all or nothing: the file appears under ``path`` only once it is complete."""
+def atomic_write(path: str, write: Callable[[IO], None], mode: str = 'wb') -> None:
+    """Calls ``write(f)`` on a temporary file beside ``path`` (opened with ``mode``), flushes it to disk and renames it
+    to ``path``: the file appears there only once complete. On any failure the temporary file is removed and an
+    existing ``path`` is left as it was."""
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; a checkpoint is an ordinary file
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; what it becomes is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``torch.save(obj, path)``, all or nothing (:func:`atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(obj, f))

@@ -7,12 +7,13 @@ import math
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional
 
 import torch
+
+from ..fileio import atomic_write
 
 
 def time_interleaved(candidates: Mapping[str, Callable[[], object]],
@@ -163,10 +164,5 @@ def matmul_peak(size: int = 2048, runs: int = 10, device: str = 'cpu', dtype: to
 
 
 def write_text_atomic(path, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path``, then renames it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile('w', dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp', delete=False) as f:
-        f.write(text)
-    os.chmod(f.name, 0o644)  # NamedTemporaryFile creates it private
-    os.replace(f.name, path)
+    """Writes ``text`` to ``path`` all or nothing (:func:`mmfastvit.fileio.atomic_write`)."""
+    atomic_write(str(path), lambda f: f.write(text), mode='w')

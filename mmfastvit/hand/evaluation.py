@@ -17,9 +17,6 @@ ones would measure the missing translation.
 """
 import json
 import logging
-import os
-import os.path as osp
-import tempfile
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -28,6 +25,7 @@ from mmengine.logging import print_log
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial import cKDTree
 
+from mmfastvit.fileio import atomic_write
 from mmfastvit.registry import METRICS
 
 NUM_JOINTS = 21
@@ -248,20 +246,7 @@ def write_pred_json(path: str, xyz: ArrayLike, verts: ArrayLike) -> None:
     verts = _points(verts, 'verts (predicted vertices)', NUM_VERTICES, batched=True)
     if len(xyz) != len(verts):
         raise ValueError(f'xyz and verts must hold the same number of samples, got {len(xyz)} and {len(verts)}')
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump([xyz.tolist(), verts.tolist()], f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates the file private; the submission is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: json.dump([xyz.tolist(), verts.tolist()], f), mode='w')
 
 
 # --------------------------------------------------------------------------------------------------------------------
