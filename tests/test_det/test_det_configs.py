@@ -95,6 +95,7 @@ def test_builds_and_runs_in_test_mode(variant):
     # fewer proposals than the 1000 of the config, and every detection kept, so that the mask head runs too
     cfg.model.test_cfg.rpn.max_per_img = 100
     cfg.model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=10)
+    torch.manual_seed(0)  # the same random detector on every run
     model = MODELS.build(cfg.model).eval()
     arch = FastViT.arch_zoo[variant]
     assert isinstance(model.backbone, FastViT) and model.backbone.embed_dims == arch['embed_dims']

@@ -33,6 +33,7 @@ def build_detector(data_root):
     with DefaultScope.overwrite_default_scope('mmdet'):  # also when called from a module-scoped fixture
         dataset = DATASETS.build(dataset_cfg)
         batch = pseudo_collate([dataset[i] for i in range(len(dataset))])
+        torch.manual_seed(0)  # the same random detector on every run
         model = MODELS.build(cfg.model)
     model.init_weights()
     return model, batch
