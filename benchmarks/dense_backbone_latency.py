@@ -39,8 +39,8 @@ import torch
 from mmengine.logging import MMLogger
 from torch import nn
 
-from mmfastvit.deploy.latency import (load_average, machine_info, peak_extra_memory, summarize, time_interleaved,
-                                      wait_for_load, write_text_atomic)
+from mmfastvit.deploy.latency import (add_measurement_options, load_average, machine_info, peak_extra_memory, summarize,
+                                      time_interleaved, wait_for_load, write_text_atomic)
 from mmfastvit.models import FastViT
 from mmfastvit.testing import randomize_fusable_state_, relative_error
 
@@ -191,14 +191,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--size', type=int, default=512, help='input height and width')
     parser.add_argument('--warmup', type=int, default=3, help='untimed rounds')
     parser.add_argument('--runs', type=int, default=15, help='timed rounds (one forward of every candidate each)')
-    parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch.set_num_threads')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the weights and the input')
-    parser.add_argument('--no-memory', action='store_true', help='skip the per-candidate memory subprocesses')
-    parser.add_argument('--max-load', type=float, default=None,
-                        help='wait until the 1-minute load average is below this before timing')
-    parser.add_argument('--wait-timeout', type=float, default=900, help='longest wait for --max-load, seconds')
+    add_measurement_options(parser)  # --threads --seed --no-memory --max-load --wait-timeout
     parser.add_argument('--out', type=Path, default=DEFAULT_OUT, help='writes OUT.json and OUT.md')
-    parser.add_argument('--_memory-child', metavar='CANDIDATE', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.batch < 1 or args.size < 32:
         parser.error('--runs, --threads, --batch must be >= 1, --warmup >= 0, --size >= 32')

@@ -43,8 +43,8 @@ import torch
 from mmengine.logging import MMLogger
 from torch import nn
 
-from mmfastvit.deploy.latency import (load_average, machine_info, peak_extra_memory, summarize, time_interleaved,
-                                      wait_for_load, write_text_atomic)
+from mmfastvit.deploy.latency import (add_measurement_options, load_average, machine_info, peak_extra_memory, summarize,
+                                      time_interleaved, wait_for_load, write_text_atomic)
 from mmfastvit.hand import HandMeshEstimator, make_synthetic_mano
 from mmfastvit.models import FastViT, reparameterize_model
 from mmfastvit.testing import randomize_fusable_state_, relative_error
@@ -253,17 +253,11 @@ def parse_args() -> argparse.Namespace:
                         'each)')
     parser.add_argument('--warmup-b32', type=int, default=None, help='untimed rounds at batch > 1 (default --warmup)')
     parser.add_argument('--runs-b32', type=int, default=None, help='timed rounds at batch > 1 (default --runs)')
-    parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch.set_num_threads')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the weights and the input')
+    add_measurement_options(parser)  # --threads --seed --no-memory --max-load (before each batch size) --wait-timeout
     parser.add_argument('--mano-path', default=None,
                         help='MANO_RIGHT.pkl to build the head with. Default: a synthetic one in a temporary folder')
-    parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory measurements')
-    parser.add_argument('--max-load', type=float, default=None,
-                        help='before each batch size, wait until the 1-minute load average is below this')
-    parser.add_argument('--wait-timeout', type=float, default=900, help='longest wait for --max-load, seconds')
     parser.add_argument('--out', type=Path, default=None,
                         help='writes OUT.json and OUT.md. Default: benchmarks/results/hand_throughput_<device>')
-    parser.add_argument('--_memory-child', metavar='CANDIDATE', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.batches is None:
         args.batches = [1, 32] if args.device == 'cpu' else [1]

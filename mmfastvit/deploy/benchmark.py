@@ -418,20 +418,12 @@ def benchmark_network(deployable: Deployable,
                       warmup: int,
                       runs: int,
                       work_dir: str,
-                      timm_model: Optional[nn.Module] = None,
-                      threads: Optional[int] = None,
-                      ort_optimization: str = 'all',
-                      exporter: str = 'torchscript',
-                      opset: int = DEFAULT_OPSET,
-                      rewrites: Sequence[str] = REWRITES,
-                      cuda_fp16: bool = True,
-                      ort_spinning: bool = False,
-                      seed: int = 0,
                       log: Callable[[str], None] = print,
-                      progress_factory: Optional[Callable[[int], Callable[[int, int], None]]] = None) -> dict:
-    """Times one network on ``backends`` (see the module docstring); returns its results dict."""
-    net = prepare_network(deployable, backends, batch, shape, work_dir, timm_model, threads, ort_optimization,
-                          exporter, opset, rewrites, cuda_fp16, ort_spinning, seed, log)
+                      progress_factory: Optional[Callable[[int], Callable[[int, int], None]]] = None,
+                      **options) -> dict:
+    """Times one network on ``backends`` (see the module docstring); returns its results dict. ``options`` are
+    those of :func:`prepare_network` (``timm_model``, ``threads``, ``ort_optimization``, ``exporter``, ...)."""
+    net = prepare_network(deployable, backends, batch, shape, work_dir, log=log, **options)
     time_networks([net], warmup, runs, log, progress_factory)
     return network_result(net)
 
