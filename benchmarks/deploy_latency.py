@@ -28,7 +28,7 @@ from mmengine.logging import MMLogger
 import torch
 
 from mmfastvit.deploy.benchmark import (CPU_BACKENDS, CUDA_BACKENDS, accuracy_latency_plot, available_backends,
-                                        markdown_table, run, write_report)
+                                        markdown_table, ratio_text, run, write_report)
 from mmfastvit.deploy.latency import load_average, matmul_peak, wait_for_load, write_text_atomic
 from mmfastvit.models import FastViT
 
@@ -93,8 +93,7 @@ def summary_table(reports: dict, device: str) -> list:
             ours = lat.get(f'ours/{engine}')
             lines.append('| ' + ' | '.join([
                 res['source']['variant'].upper(), str(batch), ms(f'ours/{engine}'), ms(f'timm/{engine}'),
-                ratio(f'ours/{engine}', f'timm/{engine}'), ms(f'ours/{eager}'), ms(f'timm/{eager}'),
-                ratio(f'ours/{eager}', f'timm/{eager}'), ratio(f'timm/{engine}', f'timm/{eager}'),
+                ratio_text(res, engine), ms(f'ours/{eager}'), ms(f'timm/{eager}'), ratio_text(res, eager), ratio(f'timm/{engine}', f'timm/{eager}'),
                 f'{ours["gflops"]:.0f} ({100 * ours["gflops"] / peak:.0f}%)' if ours else '-',
                 f'{res["load_before"]["1min"]} / {res["load_after"]["1min"]}']) + ' |')
     return lines
@@ -105,12 +104,13 @@ def verdicts(reports: dict, device: str = 'cpu') -> list:
     lines = []
     engine = _engine(device)
     for batch, report in reports.items():
-        ratios = {res['source']['variant']: res['ratios_ours_over_timm'].get(engine)
-                  for res in report['results'].values()}
+        results = {res['source']['variant']: res for res in report['results'].values()}
+        ratios = {v: res['ratios_ours_over_timm'].get(engine) for v, res in results.items()}
         failing = [v for v, r in ratios.items() if r is None or r > RATIO_TARGET]
         lines.append(f'- batch {batch}: ours / timm in ONNX Runtime <= {RATIO_TARGET:.2f} for every variant: '
                      + ('HOLDS' if not failing else f'FAILS on {", ".join(v.upper() for v in failing)}')
-                     + ' (' + ', '.join(f'{v.upper()} {r:.3f}' for v, r in ratios.items() if r is not None) + ')')
+                     + ' (' + ', '.join(f'{v.upper()} {ratio_text(results[v], engine)}' for v, r in ratios.items()
+                                        if r is not None) + ')')
     if 8 in reports and 'fastvit_ma36' in reports[8]['results']:
         report = reports[8]
         peak = _peak(report, device)
@@ -148,8 +148,13 @@ def write_summary(reports: dict, device: str, out_dir: str, command: str) -> str
 def render_only(args, logger) -> int:
     """Re-renders every table, figure and the summary from the JSON files (the measurements are not touched)."""
     reports = {}
-    for batch in args.batches:
-        stem = osp.join(args.out_dir, f'deploy_latency_{args.device}_b{batch}')
+    stems = {batch: osp.join(args.out_dir, f'deploy_latency_{args.device}_b{batch}') for batch in args.batches}
+    missing = [stem + '.json' for stem in stems.values() if not osp.isfile(stem + '.json')]
+    if missing:
+        logger.error(f'--render-only re-renders measured runs, and there is none to render: {", ".join(missing)} '
+                     f'not found (measure first, or point --out-dir / --batches / --device at existing results)')
+        return 2
+    for batch, stem in stems.items():
         with open(stem + '.json') as f:
             reports[batch] = json.load(f)
         write_text_atomic(stem + '.md', '# FastViT latency\n\n' + markdown_table(reports[batch]))

@@ -41,8 +41,8 @@ from .. import __version__
 from ..analysis import flop_analyzer
 from .export import DEFAULT_OPSET, FP32_TOLERANCE, _compare, _export_onnx, fuse_and_verify
 from .export_form import REWRITES
-from .latency import (load_average, machine_info, matmul_peak, proc_status_kib, summarize, time_interleaved,
-                      write_text_atomic)
+from .latency import (load_average, machine_info, matmul_peak, proc_status_kib, ratio_interval, summarize,
+                      time_interleaved, write_text_atomic)
 from .loading import (BACKBONE, CLASSIFIER, FAMILIES, INPUT_NAME, PROTOCOL, Deployable, canonical_variant,
                       from_variant, load_from_config, parse_variant)
 from .runtimes import BackendUnavailable, TensorRTRunner, build_tensorrt_engine, ort_providers, ort_runner, \
@@ -398,16 +398,18 @@ def time_networks(networks: Sequence[PreparedNetwork],
 
 def network_result(net: PreparedNetwork) -> dict:
     """The results dict of a timed network (the JSON's ``results[name]``)."""
-    ratios = {}
+    ratios, intervals = {}, {}
     if net.has_timm:
         for backend in BACKENDS:
             a, b = net.latency.get(f'ours/{backend}'), net.latency.get(f'timm/{backend}')
             if a and b:
                 ratios[backend] = a['median_ms'] / b['median_ms']
+                intervals[backend] = ratio_interval(a['runs_ms'], b['runs_ms'])
     deployable = net.deployable
     return dict(name=deployable.name, kind=deployable.kind, family=deployable.family, source=deployable.source,
                 batch=net.batch, shape=list(net.shape), macs=net.macs, gflop_per_run=2 * net.macs / 1e9,
                 checks=net.checks, onnx=net.onnx_files, latency=net.latency, ratios_ours_over_timm=ratios,
+                ratio_intervals_ours_over_timm=intervals,
                 load_before=net.load_before, load_after=net.load_after)
 
 
@@ -445,6 +447,15 @@ def _load_text(load: Optional[dict]) -> str:
     return 'n/a' if not load else f"{load['1min']} / {load['5min']} / {load['15min']}"
 
 
+def ratio_text(result: dict, backend: str) -> str:
+    """``ours / timm`` on ``backend`` with its paired-bootstrap 95% interval, e.g. ``0.931 [0.912, 0.950]``."""
+    ratio = result['ratios_ours_over_timm'].get(backend)
+    if ratio is None:
+        return '-'
+    interval = result.get('ratio_intervals_ours_over_timm', {}).get(backend)
+    return f'{ratio:.3f}' + (f' [{interval["low"]:.3f}, {interval["high"]:.3f}]' if interval else '')
+
+
 def markdown_table(report: dict) -> str:
     """The latency table: one row per network and model, one column group per backend, ratios and efficiency."""
     results, settings = report['results'], report['settings']
@@ -480,8 +491,7 @@ def markdown_table(report: dict) -> str:
                     cells.append(f'{s["gflops"]:.0f}')
             cells += [f'{s["peak_memory_mib"]:.1f}' if s and s['peak_memory_mib'] is not None else '-' for s in lat]
             if has_timm:
-                ratio = res['ratios_ours_over_timm']
-                cells += [(f'{ratio[b]:.3f}' if b in ratio else '-') if model == 'ours' else '' for b in backends]
+                cells += [ratio_text(res, b) if model == 'ours' else '' for b in backends]
             before, after = res.get('load_before'), res.get('load_after')
             cells.append(f'{before["1min"]} / {after["1min"]}' if before and after else '-')
             lines.append(_row(cells))
@@ -489,7 +499,8 @@ def markdown_table(report: dict) -> str:
     notes = ['', f"Protocol: {settings['protocol_description']}. This run: batch and input as in the table, "
              f"{settings['warmup']} warm-up + {settings['runs']} timed runs per candidate, "
              f"{settings.get('timing', 'round-robin between the models of one backend; backends one after the other')}"
-             f"; medians (p90 in brackets).",
+             f"; medians (p90 in brackets); ours / timm is the ratio of the medians, with the 95% interval of a "
+             f"bootstrap that resamples the rounds in pairs in square brackets.",
              f"Machine: {machine['cpu']} ({machine['cpu_count']} cores), {settings['threads']} CPU thread(s)"
              + (f", {machine['gpu']}" if machine.get('gpu') else ', no GPU') + f"; torch {machine['torch']}"
              + ''.join(f", {k} {v}" for k, v in settings['versions'].items() if v) + '.',

@@ -57,6 +57,36 @@ def summarize(times: List[float], batch: int = 1) -> dict:
                 throughput_ips=batch * 1e3 / median if median > 0 else float('inf'), runs_ms=list(times))
 
 
+def ratio_interval(numerator: List[float], denominator: List[float], resamples: int = 2000, level: float = 0.95,
+                   seed: int = 0) -> dict:
+    """The ratio of the medians of two candidates timed round-robin, with a paired bootstrap interval.
+
+    Run ``i`` of both was taken in the same round (:func:`time_interleaved`), so the rounds are resampled together:
+    a slow stretch of a shared machine then moves both medians and cancels in the ratio, and the interval shows how
+    much of the ratio is the models and how much the noise that is left.
+
+    Returns:
+        dict: ``ratio`` (median / median), ``low`` and ``high`` (the ``level`` percentile interval over
+        ``resamples`` resamples of the rounds), ``level`` and ``rounds``.
+    """
+    if len(numerator) != len(denominator) or not numerator:
+        raise ValueError(f'paired timings need the same, non-zero number of runs; got {len(numerator)} and '
+                         f'{len(denominator)}')
+    import random
+    rng = random.Random(seed)
+    n = len(numerator)
+    estimates = []
+    for _ in range(resamples):
+        picks = [rng.randrange(n) for _ in range(n)]
+        estimates.append(statistics.median(numerator[i] for i in picks)
+                         / statistics.median(denominator[i] for i in picks))
+    estimates.sort()
+    tail = (1 - level) / 2
+    return dict(ratio=statistics.median(numerator) / statistics.median(denominator),
+                low=estimates[int(tail * (resamples - 1))], high=estimates[int(round((1 - tail) * (resamples - 1)))],
+                level=level, rounds=n)
+
+
 def proc_status_kib(field: str) -> int:
     """A ``kB`` field of /proc/self/status, e.g. ``VmRSS`` or ``VmHWM`` (Linux)."""
     for line in Path('/proc/self/status').read_text().splitlines():

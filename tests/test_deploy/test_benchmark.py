@@ -81,6 +81,9 @@ def test_every_candidate_is_measured_and_checked(report):
     assert set(result['ratios_ours_over_timm']) == {'pytorch-cpu', 'onnxruntime-cpu'}
     assert result['ratios_ours_over_timm']['onnxruntime-cpu'] == pytest.approx(
         result['latency']['ours/onnxruntime-cpu']['median_ms'] / result['latency']['timm/onnxruntime-cpu']['median_ms'])
+    for backend, interval in result['ratio_intervals_ours_over_timm'].items():
+        assert interval['rounds'] == 3
+        assert interval['low'] <= result['ratios_ours_over_timm'][backend] <= interval['high']
     checks = result['checks']
     assert checks['timm']['passed'] and checks['ours/onnxruntime-cpu']['passed']
     assert checks['ours/onnxruntime-cpu']['max_abs_diff'] < 1e-4
@@ -94,6 +97,8 @@ def test_written_files(report, tmp_path):
     assert loaded['settings']['warmup'] == 1 and loaded['settings']['runs'] == 3
     table = (tmp_path / 'lat.md').read_text()
     assert '| fastvit_t8 | 8 | 64x64 | ours |' in table and 'ours / timm onnxruntime-cpu' in table
+    interval = loaded['results']['fastvit_t8']['ratio_intervals_ours_over_timm']['onnxruntime-cpu']
+    assert f'{interval["ratio"]:.3f} [{interval["low"]:.3f}, {interval["high"]:.3f}]' in table
     assert 'Reproduce: `pytest`' in table and 'Load average (1 / 5 / 15 min) at the start of the run: ' in table
     if probe('matplotlib')[0]:
         assert (tmp_path / 'lat.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
