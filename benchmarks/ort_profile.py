@@ -63,6 +63,16 @@ UNATTRIBUTED = ('layout', 'other')  # layout conversions (timm's grouped convolu
 MATRIX_OPS = ('Conv', 'FusedConv', 'MatMul', 'FusedMatMul', 'Gemm')
 
 
+# node-name patterns, first match wins: a RepMixer's token mixer is ``token_mixer/reparam_conv`` (fused) or
+# ``token_mixer/mixer`` (not); any other token mixer, and the BatchNorm before it in timm's graph, is attention
+NAME_PARTS = ((r'/downsample/', 'patch embeddings'),
+              (r'/final_conv/|/head/|/fc/|GlobalAveragePool|/Flatten', 'final_conv + head'),
+              (r'/pos_emb/', 'positional encoding'),
+              (r'/stem/', 'stem'),
+              (r'/token_mixer/(?!reparam_conv|mixer)|/blocks?\.\d+/norm/', 'attention'),
+              (r'/blocks', 'blocks'))
+
+
 def part_of(node: str, op: str) -> str:
     """The part of FastViT an ONNX Runtime node belongs to, from its name (ours: ``/backbone/stages.N/...``;
     timm's: ``/stages.N/blocks/...``). The nodes ONNX Runtime creates have no path: its fused erf GELUs (the same
@@ -71,18 +81,9 @@ def part_of(node: str, op: str) -> str:
         return 'GELU'
     if op.startswith('Reorder') or (op in ('Transpose', 'Reshape') and '/' not in node):
         return 'layout'  # the blocked layout's conversions; the transposes it adds around timm's token attention
-    if '/downsample/' in node:
-        return 'patch embeddings'
-    if re.search(r'/final_conv/|/head/|/fc/|GlobalAveragePool|/Flatten', node):
-        return 'final_conv + head'
-    if '/pos_emb/' in node:
-        return 'positional encoding'
-    if '/stem/' in node:
-        return 'stem'
-    if re.search(r'/token_mixer/(?!reparam_conv|mixer)|/blocks?\.\d+/norm/', node):
-        return 'attention'
-    if '/blocks' in node:
-        return 'blocks'
+    for pattern, part in NAME_PARTS:
+        if re.search(pattern, node):
+            return part
     return 'other'
 
 
