@@ -93,7 +93,8 @@ def summary_table(reports: dict, device: str) -> list:
             ours = lat.get(f'ours/{engine}')
             lines.append('| ' + ' | '.join([
                 res['source']['variant'].upper(), str(batch), ms(f'ours/{engine}'), ms(f'timm/{engine}'),
-                ratio_text(res, engine), ms(f'ours/{eager}'), ms(f'timm/{eager}'), ratio_text(res, eager), ratio(f'timm/{engine}', f'timm/{eager}'),
+                ratio_text(res, engine), ms(f'ours/{eager}'), ms(f'timm/{eager}'), ratio_text(res, eager),
+                ratio(f'timm/{engine}', f'timm/{eager}'),
                 f'{ours["gflops"]:.0f} ({100 * ours["gflops"] / peak:.0f}%)' if ours else '-',
                 f'{res["load_before"]["1min"]} / {res["load_after"]["1min"]}']) + ' |')
     return lines

@@ -45,7 +45,7 @@ import shlex
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -87,14 +87,15 @@ def part_of(node: str, op: str) -> str:
     return 'other'
 
 
-def _macs(args: dict) -> int:
-    """Multiply-adds of a Conv node from the profiler's input shapes (weight ``[O, I/g, kh, kw]``) and output."""
+def _conv_work(args: dict) -> Tuple[int, bool]:
+    """Multiply-adds of a Conv node from the profiler's shapes (weight ``[O, I/g, kh, kw]``, output), and whether it
+    is a 1x1 convolution; ``(0, False)`` for any other node."""
     shapes = [list(d.values())[0] for d in args.get('input_type_shape', [])]
     outputs = [list(d.values())[0] for d in args.get('output_type_shape', [])]
     if args.get('op_name') not in ('Conv', 'FusedConv') or len(shapes) < 2 or not outputs:
-        return 0
+        return 0, False
     weight = shapes[1]
-    return int(np.prod(outputs[0])) * int(np.prod(weight[1:]))
+    return int(np.prod(outputs[0])) * int(np.prod(weight[1:])), weight[2:] == [1, 1]
 
 
 def profile(paths: Dict[str, str], x: np.ndarray, threads: int, iters: int, work_dir: str) -> Dict[str, dict]:
@@ -129,12 +130,12 @@ def profile(paths: Dict[str, str], x: np.ndarray, threads: int, iters: int, work
             part = part_of(e['name'], op)
             parts[part] += ms
             ops[op] += ms
-            part_macs[part] += _macs(e['args']) // iters
             nodes[part] += 1 / iters
-            shapes = [list(d.values())[0] for d in e['args'].get('input_type_shape', [])]
-            if op in ('Conv', 'FusedConv') and len(shapes) > 1 and shapes[1][2:] == [1, 1]:
+            macs, pointwise = _conv_work(e['args'])
+            part_macs[part] += macs / iters
+            if pointwise:
                 pointwise_ms += ms
-                pointwise_macs += _macs(e['args']) // iters
+                pointwise_macs += macs / iters
         total = sum(parts.values())
         matrix = sum(ops[o] for o in MATRIX_OPS)
         out[who] = dict(total_ms=total, parts_ms=dict(parts), ops_ms=dict(ops), conv_macs=dict(part_macs),

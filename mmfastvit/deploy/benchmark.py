@@ -403,8 +403,8 @@ def network_result(net: PreparedNetwork) -> dict:
         for backend in BACKENDS:
             a, b = net.latency.get(f'ours/{backend}'), net.latency.get(f'timm/{backend}')
             if a and b:
-                ratios[backend] = a['median_ms'] / b['median_ms']
                 intervals[backend] = ratio_interval(a['runs_ms'], b['runs_ms'])
+                ratios[backend] = intervals[backend]['ratio']  # median / median
     deployable = net.deployable
     return dict(name=deployable.name, kind=deployable.kind, family=deployable.family, source=deployable.source,
                 batch=net.batch, shape=list(net.shape), macs=net.macs, gflop_per_run=2 * net.macs / 1e9,

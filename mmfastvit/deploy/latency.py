@@ -3,9 +3,11 @@
 Protocol: every candidate is warmed up, then timed run by run, round-robin across candidates, so drift in the
 machine's speed (frequency scaling, other processes) affects all of them alike; ratios are taken within one run.
 """
+import argparse
 import math
 import os
 import platform
+import random
 import statistics
 import time
 from pathlib import Path
@@ -72,7 +74,6 @@ def ratio_interval(numerator: List[float], denominator: List[float], resamples: 
     if len(numerator) != len(denominator) or not numerator:
         raise ValueError(f'paired timings need the same, non-zero number of runs; got {len(numerator)} and '
                          f'{len(denominator)}')
-    import random
     rng = random.Random(seed)
     n = len(numerator)
     estimates = []
@@ -171,7 +172,6 @@ def add_measurement_options(parser, child_metavar: str = 'CANDIDATE') -> None:
     """Adds the options the CPU benchmarks share to an ``argparse`` parser: ``--threads``, ``--seed``,
     ``--no-memory``, ``--max-load`` / ``--wait-timeout`` (see :func:`wait_for_load`) and the hidden
     ``--_memory-child`` by which a benchmark measures one candidate's peak memory in a fresh process."""
-    import argparse
     parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch.set_num_threads')
     parser.add_argument('--seed', type=int, default=0, help='seed of the weights and the input')
     parser.add_argument('--no-memory', action='store_true', help='skip the per-candidate peak-memory subprocesses')
