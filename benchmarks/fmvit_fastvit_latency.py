@@ -42,8 +42,8 @@ from mmfastvit.models import FastViT, FMViT
 REFERENCE = 't8'
 # FMViT-X -> the FastViT of similar FLOPs (fused, fvcore multiply-adds: FMViT at 224x224, FastViT at 256x256)
 MATCHED = {'fmvit_t': 't8', 'fmvit_s': 't12', 'fmvit_m': 'sa12', 'fmvit_b': 'sa24', 'fmvit_l': 'sa36'}
-# FMViT's Table 2 (FMVIT.md), batch 1, FMViT at 224x224, FastViT at 256x256: params (M), FLOPs (G), PyTorch 1.12 and
-# TensorRT 8.5.3 latency on an A10 (ms), Core ML latency on an iPhone 13 (ms), ImageNet-1k top-1 (%).
+# FMViT's Table 2 (docs/fmvit.md), batch 1, FMViT at 224x224, FastViT at 256x256: params (M), FLOPs (G), PyTorch 1.12
+# and TensorRT 8.5.3 latency on an A10 (ms), Core ML latency on an iPhone 13 (ms), ImageNet-1k top-1 (%).
 TABLE2 = {
     'fmvit_t': (2.0, 0.3, 6.7, 0.8, 0.55, 72.9), 'fmvit_s': (6.4, 0.8, 7.0, 1.1, 0.83, 78.5),
     'fmvit_m': (12.8, 2.0, 7.1, 1.5, 1.42, 80.3), 'fmvit_b': (24.3, 4.2, 9.1, 2.4, 2.40, 82.4),

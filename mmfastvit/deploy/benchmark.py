@@ -13,8 +13,8 @@ the networks of the run, so that ratios between networks are taken under the sam
 
 With ``compare_timm`` the classifier variants are also timed as timm's reparameterized model with the same weights,
 exported with the same exporter and opset and run with the same session options; ratios ours / timm are taken within
-the run. The protocol (FASTVIT.md, "Latency protocols"): 100 warm-up and 100 timed runs, medians; batch 8 at 256x256
-for classifiers and batch 2 at 512x512 for dense backbones (``protocol='batch1'``: batch 1, as FMViT reports). FMViT
+the run. The protocol (the paper's Section 4, "Benchmarking"): 100 warm-up and 100 timed runs, medians; batch 8 at
+256x256 for classifiers and batch 2 at 512x512 for dense backbones (``protocol='batch1'``: batch 1, as FMViT reports). FMViT
 classifiers default to 224x224, the resolution FMViT is trained and timed at in its paper (Table 2).
 
 Results: median, p90, throughput, peak memory, attained GFLOP/s against the machine's matrix-multiply peak measured
@@ -58,8 +58,8 @@ PROTOCOLS = {
     'batch1': dict(description='batch 1 (as FMViT\'s Table 2: FMViT classifiers at 224x224, FastViT at 256x256), '
                                'warm-up 100, median of 100', batch=1),
 }
-# ImageNet-1k top-1 for the accuracy-vs-latency figure: Apple's README at 256x256 (FASTVIT.md) and FMViT's Table 2
-# at 224x224 (FMVIT.md).
+# ImageNet-1k top-1 for the accuracy-vs-latency figure: Apple's README at 256x256 (github.com/apple/ml-fastvit) and
+# FMViT's Table 2 at 224x224 (docs/fmvit.md).
 PUBLISHED_TOP1 = {'t8': 76.2, 't12': 79.3, 's12': 79.9, 'sa12': 80.9, 'sa24': 82.7, 'sa36': 83.6, 'ma36': 83.9,
                   'fmvit_t': 72.9, 'fmvit_s': 78.5, 'fmvit_m': 80.3, 'fmvit_b': 82.4, 'fmvit_l': 83.3}
 FAMILY_NAMES = {'fastvit': 'FastViT', 'fmvit': 'FMViT'}
@@ -175,14 +175,6 @@ class Candidate:
     @property
     def key(self) -> str:
         return f'{self.model}/{self.backend}'
-
-
-def _first_output(out) -> torch.Tensor:
-    if isinstance(out, dict):
-        return next(iter(out.values()))
-    if isinstance(out, (list, tuple)):
-        return _first_output(out[0])
-    return out if isinstance(out, torch.Tensor) else torch.as_tensor(out)
 
 
 def _pytorch_cpu(model: nn.Module, x: torch.Tensor, who: str) -> Candidate:
@@ -411,23 +403,6 @@ def network_result(net: PreparedNetwork) -> dict:
                 checks=net.checks, onnx=net.onnx_files, latency=net.latency, ratios_ours_over_timm=ratios,
                 ratio_intervals_ours_over_timm=intervals,
                 load_before=net.load_before, load_after=net.load_after)
-
-
-def benchmark_network(deployable: Deployable,
-                      backends: Sequence[str],
-                      batch: int,
-                      shape: Tuple[int, int],
-                      warmup: int,
-                      runs: int,
-                      work_dir: str,
-                      log: Callable[[str], None] = print,
-                      progress_factory: Optional[Callable[[int], Callable[[int, int], None]]] = None,
-                      **options) -> dict:
-    """Times one network on ``backends`` (see the module docstring); returns its results dict. ``options`` are
-    those of :func:`prepare_network` (``timm_model``, ``threads``, ``ort_optimization``, ``exporter``, ...)."""
-    net = prepare_network(deployable, backends, batch, shape, work_dir, log=log, **options)
-    time_networks([net], warmup, runs, log, progress_factory)
-    return network_result(net)
 
 
 def _as_tuple(model: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

@@ -44,7 +44,6 @@ from ..models.backbones.fmvit import RLMHSA, FMViT
 from ..models.layers.attention import Attention
 from ..models.layers.embedding import PatchEmbed
 from ..models.layers.mobileone import MobileOneBlock, SEBlock
-from ..models.utils.reparam import fused_level
 
 
 def _conv_like(weight: Tensor, bias: Optional[Tensor], stride: int = 1, padding: int = 0, groups: int = 1) -> nn.Conv2d:
@@ -261,10 +260,3 @@ def applied_rewrites(form: nn.Module) -> dict:
     return dict(attention=sum(isinstance(m, (ChannelFirstAttention, ChannelFirstRLMHSA)) for m in modules),
                 grouped_conv=sum(isinstance(m, SplitGroupedConv) for m in modules))
 
-
-def exported_fused_level(model: nn.Module) -> str:
-    """The fused level of the FastViT or FMViT inside ``model`` (``'train'``, ``'reference'``, ``'full'``)."""
-    for module in model.modules():
-        if isinstance(module, (FastViT, FMViT)):
-            return module.fused_level
-    return fused_level(model)

@@ -30,8 +30,8 @@ from .export_form import ExportClassifier
 
 CLASSIFIER, BACKBONE = 'classifier', 'backbone'
 DENSE_OUT_INDICES = (0, 1, 2, 3)
-# The paper's latency protocol (FASTVIT.md): batch 8 at 256x256 for classification, batch 2 at 512x512 for the
-# backbones of detection / segmentation models.
+# The paper's latency protocol (its Section 4, "Benchmarking"): batch 8 at 256x256 for classification, batch 2 at
+# 512x512 for the backbones of detection / segmentation models.
 PROTOCOL = {CLASSIFIER: dict(batch=8, shape=(256, 256)), BACKBONE: dict(batch=2, shape=(512, 512))}
 INPUT_NAME = 'images'  # the input name of Apple's Core ML export (ml-fastvit export_model.py)
 

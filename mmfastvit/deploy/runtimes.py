@@ -218,10 +218,6 @@ class TensorRTRunner:
                 table[getattr(trt, attr)] = dtype
         return table[self.engine.get_tensor_dtype(name)]
 
-    @property
-    def input_dtype(self) -> torch.dtype:
-        return self._torch_dtype(self.inputs[0])
-
     def __call__(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         name = self.inputs[0]
         x = x.contiguous()

@@ -13,7 +13,7 @@ from mmengine.config import Config
 
 from mmfastvit.models import FastViT
 
-# the stage widths (FPN in_channels) and the ImageNet drop-path rates of FASTVIT.md
+# the stage widths (FPN in_channels) and the ImageNet drop-path rates of Apple's training commands
 CHANNELS = {'t8': [48, 96, 192, 384], 'ma36': [76, 152, 304, 608]}
 DROP_PATH = {'t8': 0.0, 't12': 0.0, 's12': 0.0, 'sa12': 0.1, 'sa24': 0.1, 'sa36': 0.2, 'ma36': 0.35}
 DET_BASES = ('models/mask_rcnn_fastvit_fpn.py', 'datasets/coco_instance.py', 'schedules/det_adamw_1x.py',

@@ -11,7 +11,7 @@ from mmfastvit.models.layers import DropPath, LayerScale2d
 
 VARIANTS = list(FastViT.arch_zoo)
 STAGE_CHANNELS = {'t8': (48, 96, 192, 384), 'ma36': (76, 152, 304, 608)}
-# FASTVIT.md: parameters of Apple's classifiers (1000 classes), unfused and as Apple / timm fuse them.
+# Parameters of Apple's released classifiers (1000 classes), unfused and as Apple / timm fuse them.
 REFERENCE_PARAMS = {
     't8': (4_026_232, 3_996_040), 't12': (7_553_704, 7_508_840), 's12': (9_473_576, 9_428_712),
     'sa12': (11_580_968, 11_545_320), 'sa24': (21_554_216, 21_501_288), 'sa36': (31_527_464, 31_457_256),

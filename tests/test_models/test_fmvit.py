@@ -16,7 +16,7 @@ from mmfastvit.models.utils import MultiGroupConv
 VARIANTS = list(FMViT.arch_zoo)
 STAGE_CHANNELS = {'t': (32, 80, 160, 320), 's': (48, 160, 320, 640), 'm': (96, 160, 480, 960),
                   'b': (96, 320, 480, 1280), 'l': (96, 320, 480, 1280)}
-# FMVIT.md, Table 2: (params M, GFLOPs) of the 1000-class classifier at 224x224
+# FMViT paper's Table 2 (docs/fmvit.md): (params M, GFLOPs) of the 1000-class classifier at 224x224
 PAPER = {'t': (2.0, 0.3), 's': (6.4, 0.8), 'm': (12.8, 2.0), 'b': (24.3, 4.2), 'l': (35.3, 7.1)}
 # Ours, fused (the form the paper deploys and counts); pinned so the docstring's figures stay true
 FUSED_PARAMS = {'t': 1_912_504, 's': 6_198_824, 'm': 12_962_376, 'b': 23_941_992, 'l': 34_571_816}

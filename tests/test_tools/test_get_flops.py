@@ -1,5 +1,5 @@
-"""tools/analysis_tools/get_flops.py: FASTVIT.md's parameter counts and the paper's FLOPs from a config, and FMViT's
-(fused against the FMViT paper's Table 2)."""
+"""tools/analysis_tools/get_flops.py: the parameter counts of Apple's checkpoints and the paper's FLOPs from a config,
+and FMViT's (fused against the FMViT paper's Table 2)."""
 import importlib.util
 import json
 import os.path as osp
@@ -13,7 +13,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(ROOT, 'tools', 'analysis_tools', 'get_flops.py')
 T8_CONFIG = osp.join(ROOT, 'configs', 'fastvit_t8_in1k.py')
 
-# FASTVIT.md: the T8 classifier has 4,026,232 parameters unfused and 3,996,040 fused as Apple / timm fuse it;
+# Apple's checkpoints: the T8 classifier has 4,026,232 parameters unfused and 3,996,040 fused as Apple / timm fuse it;
 # mmfastvit's full fusion also folds the ConvFFN BN and the layer scales (README: 3,992,392).
 T8_UNFUSED, T8_REFERENCE_FUSED, T8_FULL_FUSED = 4_026_232, 3_996_040, 3_992_392
 T8_PAPER_FLOPS = 0.70e9  # measured 0.705 G; the paper prints 0.7
