@@ -43,6 +43,13 @@ APPLE_TO_MMFASTVIT: RenameTable = (
     (r'^network\.[67]\.(\d+)\.', r'backbone.stages.3.blocks.\1.'),
     (r'^conv_exp\.', 'backbone.final_conv.'),
     (r'^head\.', 'head.fc.'),
+    # Dense-prediction (fork_feat) models: a BatchNorm on each returned map, named by Apple's flat list index of the
+    # stage whose output it takes (0, 2, 4, 6), -> the backbone's per-output norms (out_norm_cfg=dict(type='BN')).
+    # For SA / MA Apple's norm6 sits on the RepCPE output rather than the attention stage's (docs/backbone.md).
+    (r'^norm0\.', 'backbone.out_norms.0.norm.'),
+    (r'^norm2\.', 'backbone.out_norms.1.norm.'),
+    (r'^norm4\.', 'backbone.out_norms.2.norm.'),
+    (r'^norm6\.', 'backbone.out_norms.3.norm.'),
     # MobileOne branches, large-kernel branches, ConvFFN and layer scales (timm's and ours are LayerScale2d modules).
     (r'\.rbr_conv\.', '.conv_kxk.'),
     (r'\.rbr_scale\.', '.conv_scale.'),
@@ -70,6 +77,10 @@ def mmfastvit_to_apple_table(has_pos_emb: bool) -> RenameTable:
         (r'^backbone\.stages\.3\.pos_emb\.reparam_conv\.', 'network.6.reparam_conv.'),
         (r'^backbone\.stages\.3\.blocks\.', f'network.{last}.'),
         (r'^backbone\.final_conv\.', 'conv_exp.'),
+        (r'^backbone\.out_norms\.0\.norm\.', 'norm0.'),
+        (r'^backbone\.out_norms\.1\.norm\.', 'norm2.'),
+        (r'^backbone\.out_norms\.2\.norm\.', 'norm4.'),
+        (r'^backbone\.out_norms\.3\.norm\.', 'norm6.'),
         (r'^head\.fc\.', 'head.'),
         (r'\.conv_kxk\.', '.rbr_conv.'),
         (r'\.conv_scale\.', '.rbr_scale.'),

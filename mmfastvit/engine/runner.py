@@ -115,14 +115,24 @@ def check_backbone_fits(model_state: Mapping, checkpoint_state: Mapping, source:
                 shapes, lambda key: f'{key} {tuple(theirs[key].shape)} here vs {tuple(ours[key].shape)} in the model'))
         missing, unexpected = ours.keys() - theirs.keys(), theirs.keys() - ours.keys()
         if missing:
-            problems.append(f'{len(missing)} of the model\'s tensors are missing: {listed(missing)}')
+            problems.append(f'{len(missing)} of the model\'s tensors are missing: {listed(missing)}'
+                            + _out_norm_hint(missing, 'the model has per-output norms the checkpoint lacks: build it '
+                                             'with model.backbone.out_norm_cfg=None, or start from this checkpoint '
+                                             'through model.backbone.init_cfg, which leaves the norms initialized'))
         if unexpected:
-            problems.append(f'{len(unexpected)} tensors are not the model\'s: {listed(unexpected)}')
+            problems.append(f'{len(unexpected)} tensors are not the model\'s: {listed(unexpected)}'
+                            + _out_norm_hint(unexpected, 'the checkpoint has per-output norms: build the model with '
+                                             'model.backbone.out_norm_cfg=dict(type=\'BN\')'))
     if problems:
         raise CheckpointError(
             f'checkpoint {source} does not fit the model\'s {prefix.rstrip(".")}: ' + '; '.join(problems) + '. It was '
             'saved for another variant or configuration; a fused (reparameterized) checkpoint needs '
             '--cfg-options model.backbone.deploy=True')
+
+
+def _out_norm_hint(keys, hint: str) -> str:
+    """`` (<hint>)`` when ``keys`` include a backbone's per-output norms (``out_norm_cfg``, docs/backbone.md)."""
+    return f' ({hint})' if any('.out_norms.' in key for key in keys) else ''
 
 
 class _CheckpointFitHook(Hook):

@@ -5,13 +5,14 @@ A subclass builds ``self.stem`` and ``self.stages`` (an ``nn.ModuleList`` whose 
 the class attributes below; its error messages name it by ``display_name``.
 """
 import copy
-from typing import List, Sequence, Set, Tuple, Union
+from typing import List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..layers.output_norm import OutputNorm
 from ..utils.reparam import DeployArg, ReparameterizeMixin, deploy_level, fused_level
 
 
@@ -82,6 +83,24 @@ class ReparamBackbone(ReparameterizeMixin, BaseModule):
             raise ValueError(f'{self.display_name} input {x.shape[-2]}x{x.shape[-1]} is smaller than {size}x{size}: '
                              f'the backbone downsamples by {size} (stem 4, then three patch embeddings of stride 2)')
 
+    def _build_out_norms(self, out_norm_cfg: Optional[dict], channels: Sequence[int], deploy: DeployArg) -> None:
+        """``self.out_norms``: with ``out_norm_cfg``, an :class:`OutputNorm` per entry of ``out_indices`` (keyed by the
+        index as a string; ``channels`` are the outputs' widths in the same order), else None."""
+        self.out_norm_cfg = None if out_norm_cfg is None else dict(out_norm_cfg)
+        if out_norm_cfg is None:
+            self.out_norms = None
+            return
+        self.out_norms = nn.ModuleDict({
+            str(index): OutputNorm(width, out_norm_cfg, deploy=deploy)
+            for index, width in zip(self.out_indices, channels)
+        })
+
+    def _output(self, index: int, x: Tensor) -> Tensor:
+        """Output ``index`` as returned: through its norm when the backbone has per-output norms. The caller keeps
+        ``x`` itself for the next stage."""
+        norms = getattr(self, 'out_norms', None)
+        return x if norms is None else norms[str(index)](x)
+
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
             self.check_input(x)  # traced / exported / compiled graphs carry no Python checks
@@ -90,7 +109,7 @@ class ReparamBackbone(ReparameterizeMixin, BaseModule):
         for i, stage in enumerate(self.stages):
             x = stage(x, with_cp=self.with_cp and self.training)
             if i in self.out_indices:
-                outs.append(x)
+                outs.append(self._output(i, x))  # the next stage reads x, not the normed copy
         return tuple(outs) + self._extra_outputs(x)
 
     def _extra_outputs(self, x: Tensor) -> Tuple[Tensor, ...]:
@@ -98,9 +117,13 @@ class ReparamBackbone(ReparameterizeMixin, BaseModule):
         return ()
 
     def _frozen_modules(self) -> List[nn.Module]:
+        """The stem and the first ``frozen_stages`` stages, with the norms on those stages' outputs (as mmpretrain's
+        Swin freezes the norm of a frozen stage's output: a frozen stage's returned feature stays fixed)."""
         if self.frozen_stages < 0:
             return []
-        return [self.stem] + list(self.stages[:self.frozen_stages])
+        norms = getattr(self, 'out_norms', None) or {}
+        frozen_norms = [norms[str(i)] for i in range(self.frozen_stages) if str(i) in norms]
+        return [self.stem] + list(self.stages[:self.frozen_stages]) + frozen_norms
 
     def _freeze_stages(self) -> None:
         for module in self._frozen_modules():

@@ -66,6 +66,11 @@ class FastViT(ReparamBackbone):
         down_patch_size (int): Kernel of the patch embeddings. Defaults to 7.
         down_stride (int): Stride of the patch embeddings. Defaults to 2.
         repmixer_kernel_size (int): Kernel of RepMixer. Defaults to 3.
+        out_norm_cfg (dict, optional): A norm on each returned output, e.g. ``dict(type='BN')``: Apple's
+            dense-prediction (``fork_feat``) outputs, whose detection and segmentation results the paper reports. The
+            norm sits on the returned copy only; the next stage reads the un-normed map. ``None`` returns each
+            output as it is (docs/backbone.md, "Dense-prediction outputs"). The norms are ``out_norms.<index>``;
+            with ``deploy`` at ``'full'`` each is one per-channel affine (:class:`ChannelAffine`). Defaults to None.
         deploy (bool | str): Build the fused form directly: ``True`` / ``'full'`` (no BatchNorm, no layer-scale
             multiply) or ``'reference'`` (the form Apple's and timm's ``reparameterize()`` produce). Defaults to False.
         init_cfg (dict | list[dict], optional): mmengine initialization config, e.g.
@@ -116,6 +121,7 @@ class FastViT(ReparamBackbone):
                  down_patch_size: int = 7,
                  down_stride: int = 2,
                  repmixer_kernel_size: int = 3,
+                 out_norm_cfg: Optional[dict] = None,
                  deploy: DeployArg = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -147,6 +153,7 @@ class FastViT(ReparamBackbone):
         if self.FINAL_CONV_INDEX in self.out_indices:
             self.final_conv = MobileOneBlock(dims[-1], self.final_channels, 3, groups=dims[-1], use_se=True,
                                              deploy=deploy)
+        self._build_out_norms(out_norm_cfg, self.out_channels, deploy)
         self._freeze_stages()
 
     @classmethod
@@ -193,4 +200,6 @@ class FastViT(ReparamBackbone):
         self._is_init = True
 
     def _extra_outputs(self, x: Tensor) -> Tuple[Tensor, ...]:
-        return (self.final_conv(x),) if self.FINAL_CONV_INDEX in self.out_indices else ()
+        if self.FINAL_CONV_INDEX not in self.out_indices:
+            return ()
+        return (self._output(self.FINAL_CONV_INDEX, self.final_conv(x)),)
