@@ -9,6 +9,7 @@ _base_ = [
 # drop path as in the 256x256 run; evaluation at crop ratio 1.0 (see the 384 dataset base)
 model = dict(backbone=dict(arch='sa12', drop_path_rate=0.1), head=dict(in_channels=1024))
 
-# The 256x256 checkpoint to start from, in this repo's layout (e.g. the best checkpoint of
-# fastvit_sa12_in1k.py, or Apple's unfused release converted); set it here or with --cfg-options load_from=...
-load_from = 'checkpoints/fastvit_sa12_in1k.pth'
+# The 256x256 checkpoint to start from: Apple's unfused ImageNet-1k release, downloaded and converted on first use
+# (docs/classification.md). Your own run instead: --cfg-options load_from=work_dirs/fastvit_sa12_in1k/best_....pth
+load_from = ('https://docs-assets.developer.apple.com/ml-research/models/fastvit/'
+             'image_classification_models/fastvit_sa12.pth.tar')

@@ -6,4 +6,8 @@ _base_ = [
     './_base_/hand_runtime.py',
 ]
 
-model = dict(backbone=dict(arch='sa12', init_cfg=dict(checkpoint='checkpoints/fastvit_sa12_in1k.pth')))
+model = dict(
+    backbone=dict(
+        arch='sa12',
+        init_cfg=dict(checkpoint='https://docs-assets.developer.apple.com/ml-research/models/fastvit/'
+                                 'image_classification_models/fastvit_sa12.pth.tar')))

@@ -1,6 +1,7 @@
 # Mask R-CNN 1x on COCO with FastViT-T12 + FPN (not in the paper (which reports SA12, SA24, SA36, MA36)).
-# Backbone initialised from the converted ImageNet-1k classifier, checkpoints/fastvit_t12_in1k.pth (docs/detection.md);
-# drop path 0.0 as in the ImageNet recipe. Train: python tools/train.py configs/mask_rcnn_fastvit_t12_1x.py
+# Backbone initialised from Apple's ImageNet-1k FastViT-T12, downloaded and converted on first use
+# (docs/detection.md); drop path 0.0 as in the ImageNet recipe.
+# Train: python tools/train.py configs/mask_rcnn_fastvit_t12_1x.py
 _base_ = [
     './_base_/models/mask_rcnn_fastvit_fpn.py',
     './_base_/datasets/coco_instance.py',
@@ -12,5 +13,6 @@ model = dict(
     backbone=dict(
         arch='t12',
         drop_path_rate=0.0,
-        init_cfg=dict(checkpoint='checkpoints/fastvit_t12_in1k.pth')),
+        init_cfg=dict(checkpoint='https://docs-assets.developer.apple.com/ml-research/models/fastvit/'
+                                 'image_classification_models/fastvit_t12.pth.tar')),
     neck=dict(in_channels=[64, 128, 256, 512]))

@@ -1,6 +1,7 @@
 # Semantic FPN with a FastViT-SA36 backbone on ADE20K, 40k iterations x 32 images at 512x512 crops.
 # The paper's mIoU: 42.9.
-# The backbone starts from the converted ImageNet-1k checkpoint (docs/segmentation.md); to train from scratch:
+# The backbone starts from Apple's ImageNet-1k release, downloaded and converted on first use
+# (docs/segmentation.md); to train from scratch:
 #   --cfg-options model.backbone.init_cfg=None
 _base_ = [
     './_base_/models/sem_fpn_fastvit.py',
@@ -10,5 +11,8 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(arch='sa36', init_cfg=dict(checkpoint='checkpoints/fastvit_sa36_in1k.pth')),
+    backbone=dict(
+        arch='sa36',
+        init_cfg=dict(checkpoint='https://docs-assets.developer.apple.com/ml-research/models/fastvit/'
+                                 'image_classification_models/fastvit_sa36.pth.tar')),
     neck=dict(in_channels=[64, 128, 256, 512]))

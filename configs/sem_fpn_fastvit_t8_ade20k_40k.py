@@ -1,6 +1,7 @@
 # Semantic FPN with a FastViT-T8 backbone on ADE20K, 40k iterations x 32 images at 512x512 crops.
 # Not in the paper (it reports SA12, SA24, SA36 and MA36).
-# The backbone starts from the converted ImageNet-1k checkpoint (docs/segmentation.md); to train from scratch:
+# The backbone starts from Apple's ImageNet-1k release, downloaded and converted on first use
+# (docs/segmentation.md); to train from scratch:
 #   --cfg-options model.backbone.init_cfg=None
 _base_ = [
     './_base_/models/sem_fpn_fastvit.py',
@@ -10,5 +11,8 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(arch='t8', init_cfg=dict(checkpoint='checkpoints/fastvit_t8_in1k.pth')),
+    backbone=dict(
+        arch='t8',
+        init_cfg=dict(checkpoint='https://docs-assets.developer.apple.com/ml-research/models/fastvit/'
+                                 'image_classification_models/fastvit_t8.pth.tar')),
     neck=dict(in_channels=[48, 96, 192, 384]))

@@ -1,34 +1,58 @@
-"""Reading third-party weights safely and writing checkpoints whole (torch only).
+"""Reading third-party weights safely and writing checkpoints whole (torch and mmengine only).
 
-* :func:`load_weights` reads ``.pth`` / ``.pth.tar`` / ``.pt`` with ``torch.load(weights_only=True)`` (tensors and
-  plain containers only: a file that would run code when unpickled is refused) and ``.safetensors`` files.
+* :func:`load_weights` reads ``.pth`` / ``.pth.tar`` / ``.pt`` with ``torch.load(weights_only=True)`` and
+  ``.safetensors`` files. Besides tensors and plain containers it lets through, by torch's safe-globals mechanism,
+  only the harmless types that training checkpoints carry (:func:`training_checkpoint_allowlist`): timm's
+  ``CheckpointSaver`` and DeiT's files hold the run's ``argparse.Namespace``, mmengine's Runner checkpoints their
+  message hub. A file that would run code when unpickled is refused.
+* :func:`extract_state_dict` finds the weights in the layouts trainers write, and their EMA weights on request.
 * :func:`atomic_save` writes to a temporary name in the destination folder and renames it into place, so an
   interrupted or failed write never leaves a file that looks like a checkpoint.
 """
+import argparse
 import os
 import os.path as osp
 import pickle
+import re
 import tempfile
-from typing import IO, Any, Callable, Dict, Mapping, Tuple
+from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-# Where trainers keep the weights inside a checkpoint, in the order they are tried: Apple's and mmengine's
-# ``state_dict``, timm's / DeiT's training ``model``.
+# Where trainers keep the weights inside a checkpoint, in the order they are tried: Apple's, timm's CheckpointSaver's
+# and mmengine's ``state_dict``, DeiT's training ``model``.
 WEIGHT_CONTAINER_KEYS = ('state_dict', 'model')
+# Where they keep the exponential moving average of the weights: timm's CheckpointSaver, DeiT, mmengine's EMAHook.
+EMA_CONTAINER_KEYS = ('state_dict_ema', 'model_ema', 'ema_state_dict')
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used as asked; the message names the file and what was expected."""
 
 
+def training_checkpoint_allowlist() -> List[Any]:
+    """The globals :func:`load_weights` adds to torch's ``weights_only`` allowlist: types that training checkpoints
+    carry besides tensors and containers, none of which runs code when rebuilt.
+
+    * ``argparse.Namespace``: the command-line arguments timm's ``CheckpointSaver`` and DeiT's ``main.py`` save as
+      ``args`` (rebuilt as an empty object whose attributes are then set to the plain values stored).
+    * What mmengine's Runner checkpoints hold (:func:`mmfastvit.engine.mmengine_checkpoint_allowlist`): the message
+      hub's ``HistoryBuffer``, numpy arrays and scalars (also what a numpy metric in timm's ``metric`` is).
+    """
+    from .engine.checkpoint import mmengine_checkpoint_allowlist
+    return [argparse.Namespace, *mmengine_checkpoint_allowlist()]
+
+
 def load_weights(path: str) -> Any:
     """Loads ``path`` without running any code stored in it.
 
+    Training checkpoints (timm's ``CheckpointSaver``, DeiT's, mmengine's Runner's) load as well as bare state dicts:
+    see :func:`training_checkpoint_allowlist` for the types allowed besides tensors and containers.
+
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        CheckpointError: the file is empty, truncated, not a checkpoint, or holds Python objects beyond tensors.
+        CheckpointError: the file is empty, truncated, not a checkpoint, or holds Python objects beyond those.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint "{path}" does not exist')
@@ -43,36 +67,83 @@ def load_weights(path: str) -> Any:
         try:
             return load_file(path, device='cpu')
         except Exception as err:  # safetensors raises its own SafetensorError for bad headers / truncation
-            raise CheckpointError(f'"{path}" is not a readable safetensors file (truncated or corrupt?): {err}') from err
+            raise CheckpointError(
+                f'"{path}" is not a readable safetensors file (truncated or corrupt?): {err}') from err
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        with torch.serialization.safe_globals(training_checkpoint_allowlist()):
+            return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
         if 'weights only' not in str(err).lower():
             raise CheckpointError(f'"{path}" is not a readable torch checkpoint (truncated or corrupt?): '
                                   f'{str(err).splitlines()[0]}') from err
+        found = re.search(r'GLOBAL (\S+)', str(err))
+        what = f' such as {found.group(1)}' if found else ''
         raise CheckpointError(
-            f'"{path}" holds Python objects other than tensors and plain containers, so it was not loaded '
-            f'(torch.load(weights_only=True) refused it: {str(err).splitlines()[0]}). Third-party weights are only '
-            f'read this way; if the file is your own training checkpoint, extract its state_dict first') from err
+            f'"{path}" holds Python objects{what} beyond tensors, plain containers and the types training '
+            f'checkpoints carry (argparse.Namespace, mmengine\'s message hub, numpy values), so it was not loaded: '
+            f'torch.load(weights_only=True) refused it, since unpickling it could run code. If you made the file '
+            f'yourself, save its state_dict alone') from err
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f'"{path}" is not a readable torch checkpoint (truncated or corrupt?): '
                               f'{str(err).splitlines()[0] if str(err) else type(err).__name__}') from err
 
 
-def extract_state_dict(obj: Any, path: str) -> Tuple[Dict[str, Tensor], str]:
+def _strip_module(state: Dict[str, Any]) -> Dict[str, Any]:
+    """Removes the ``module.`` prefix DistributedDataParallel (or an EMA wrapper) puts on every key."""
+    if state and all(k.startswith('module.') for k in state):
+        return {k[len('module.'):]: v for k, v in state.items()}
+    return state
+
+
+def _find_weights(obj: Any, ema: Optional[bool]) -> Tuple[Any, str]:
+    """The weights container in ``obj`` and where it is; see :func:`extract_state_dict` for ``ema``."""
+    if not isinstance(obj, Mapping):
+        return obj, ''
+    primary = next((k for k in WEIGHT_CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+    averaged = next((k for k in EMA_CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+    # mmengine's EMAHook swaps before saving: 'state_dict' holds the averaged weights, 'ema_state_dict' the raw ones
+    # (as 'module.<name>', plus the average's 'steps' counter).
+    swapped = averaged == 'ema_state_dict' and primary == 'state_dict'
+    if ema is None or (ema is False and not swapped):
+        return (obj[primary], primary) if primary else (obj, '')
+    if ema is False:
+        raw = {k: v for k, v in obj['ema_state_dict'].items() if k.startswith('module.')}
+        return _strip_module(raw), 'ema_state_dict (the weights before averaging: mmengine\'s EMAHook swaps them)'
+    if swapped:
+        return obj['state_dict'], 'state_dict (the averaged weights: mmengine\'s EMAHook swaps them)'
+    if averaged is None:
+        raise CheckpointError(f'EMA weights were asked for, but the checkpoint has none: expected them under '
+                              f'{" / ".join(repr(k) for k in EMA_CONTAINER_KEYS)}; found keys {list(obj)[:8]}')
+    return obj[averaged], averaged
+
+
+def ema_weights_key(obj: Any) -> str:
+    """Where ``obj`` (a loaded checkpoint) keeps EMA weights, or ``''`` if it has none."""
+    if not isinstance(obj, Mapping):
+        return ''
+    return next((k for k in EMA_CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), '')
+
+
+def extract_state_dict(obj: Any, path: str, ema: Optional[bool] = None) -> Tuple[Dict[str, Tensor], str]:
     """The tensor dict inside a loaded checkpoint and where it was found (``''`` when ``obj`` is one).
 
     A ``module.`` prefix (from ``DistributedDataParallel``) on every key is removed.
 
+    Args:
+        obj: What :func:`load_weights` returned.
+        path (str): The file, for messages.
+        ema (bool, optional): ``None``: the weights a trainer saved as its model's (``state_dict`` / ``model``, which
+            in a checkpoint of mmengine's ``EMAHook`` are the averaged ones). ``True``: the exponential moving
+            average (timm's ``state_dict_ema``, DeiT's ``model_ema``, mmengine's ``state_dict`` beside
+            ``ema_state_dict``). ``False``: the weights before averaging. Defaults to None.
+
     Raises:
-        CheckpointError: no dict of tensors was found.
+        CheckpointError: no dict of tensors was found, or EMA weights were asked for and there are none.
     """
-    where = ''
-    if isinstance(obj, Mapping):
-        for key in WEIGHT_CONTAINER_KEYS:
-            if isinstance(obj.get(key), Mapping):
-                obj, where = obj[key], key
-                break
+    try:
+        obj, where = _find_weights(obj, ema)
+    except CheckpointError as err:
+        raise CheckpointError(f'"{path}": {err}') from None
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f'"{path}" holds no state dict: expected a dict of tensors, or one under '
                               f'{" / ".join(repr(k) for k in WEIGHT_CONTAINER_KEYS)}')
@@ -80,10 +151,7 @@ def extract_state_dict(obj: Any, path: str) -> Tuple[Dict[str, Tensor], str]:
     if not_tensors:
         raise CheckpointError(f'"{path}": the state dict{f" under {where!r}" if where else ""} has non-tensor '
                               f'entries {not_tensors[:5]}')
-    state = dict(obj)
-    if all(k.startswith('module.') for k in state):
-        state = {k[len('module.'):]: v for k, v in state.items()}
-    return state, where
+    return _strip_module(dict(obj)), where
 
 
 def _umask() -> int:

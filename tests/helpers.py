@@ -1,4 +1,5 @@
 """Shared test helpers."""
+import logging
 import os
 import subprocess
 import sys
@@ -29,3 +30,14 @@ def check_ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess
     """``result`` if it exited 0; else a failure that shows the end of its output."""
     assert result.returncode == 0, f'exit {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}'
     return result
+
+
+class LogRecords(logging.Handler):
+    """Keeps the messages logged to the logger it is added to (``logger.addHandler(records)``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())

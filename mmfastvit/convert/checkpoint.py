@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .. import __version__
-from ..fileio import CheckpointError, atomic_save, extract_state_dict, load_weights
+from ..fileio import CheckpointError, atomic_save, ema_weights_key, extract_state_dict, load_weights
 from ..models.backbones import FastViT
 from ..models.classifier import FastViTClassifier
 from ..models.utils.reparam import reparameterize_model
@@ -48,12 +48,16 @@ class ConversionResult:
     source_tensors: int = 0
     container_key: str = ''
     meta: dict = field(default_factory=dict)
+    ema_key: str = ''  # where the file keeps EMA weights, if it has them
 
     def describe(self) -> str:
         where = f' under "{self.container_key}"' if self.container_key else ''
         form = 'fused (load with model.backbone.deploy=True)' if self.deploy else 'unfused'
+        ema = ''
+        if self.ema_key and not self.meta.get('ema_choice'):
+            ema = f' (the file also has EMA weights under "{self.ema_key}": --ema converts those)'
         return (f'{self.source_format} checkpoint{where}: FastViT-{self.arch.upper()}, {self.num_classes} classes, '
-                f'{self.source_tensors} tensors -> mmfastvit classifier, {form}')
+                f'{self.source_tensors} tensors -> mmfastvit classifier, {form}{ema}')
 
 
 def detect_format(state_dict: Dict[str, Tensor], source: str = 'checkpoint') -> str:
@@ -145,22 +149,29 @@ def _check_against_model(state_dict: Dict[str, Tensor], model: torch.nn.Module, 
 def fastvit_to_mmfastvit(src: str,
                          dst: Optional[str] = None,
                          arch: Optional[str] = None,
-                         log: Optional[Callable[[str], None]] = None) -> ConversionResult:
+                         log: Optional[Callable[[str], None]] = None,
+                         ema: Optional[bool] = None) -> ConversionResult:
     """Converts one FastViT checkpoint to mmfastvit's classifier layout and, with ``dst``, writes it.
 
     Args:
         src (str): Apple ``*.pth.tar`` (unfused or ``_reparam``, weights under ``state_dict`` or a bare dict),
-            timm ``.pth`` / ``.safetensors``, or an mmfastvit checkpoint. Read with ``weights_only=True``.
+            timm ``.pth`` / ``.safetensors``, or an mmfastvit checkpoint; a bare state dict or a training checkpoint
+            (timm's ``CheckpointSaver``, DeiT's, mmengine's). Read with ``weights_only=True``
+            (:func:`mmfastvit.fileio.load_weights`).
         dst (str, optional): Output ``.pth``: ``{'state_dict': ..., 'meta': ...}``, written only once the whole
             state dict has loaded into the model of the detected variant, and atomically.
         arch (str, optional): The variant the caller expects; a file of another variant is refused.
         log (callable, optional): Receives one line saying what was found. Defaults to no output.
+        ema (bool, optional): ``True`` converts the file's EMA weights, ``False`` the weights before averaging,
+            ``None`` the weights the trainer saved as its model's (:func:`mmfastvit.fileio.extract_state_dict`).
+            Defaults to None.
 
     Raises:
         FileNotFoundError, CheckpointError: unreadable file, unknown / missing keys, wrong shapes or variant.
     """
     name = f'"{src}"'
-    state_dict, container_key = extract_state_dict(load_weights(src), src)
+    loaded = load_weights(src)
+    state_dict, container_key = extract_state_dict(loaded, src, ema=ema)
     source_format = detect_format(state_dict, name)
     renamed = to_mmfastvit_names(state_dict, source_format, name)
     found_arch = infer_arch(renamed, name)
@@ -185,8 +196,12 @@ def fastvit_to_mmfastvit(src: str,
 
     meta = dict(mmfastvit_version=__version__, source=osp.basename(src), source_format=source_format,
                 arch=found_arch, num_classes=num_classes, deploy=bool(fused))
+    if container_key:
+        meta['source_key'] = container_key
+    if ema is not None:
+        meta['ema_choice'] = 'ema' if ema else 'raw'
     result = ConversionResult(out, source_format, found_arch, num_classes, bool(fused), len(state_dict),
-                              container_key, meta)
+                              container_key, meta, ema_weights_key(loaded))
     if log is not None:
         log(f'{src}: {result.describe()}')
     if dst is not None:

@@ -45,18 +45,17 @@ def load_teacher_state_dict(path: str) -> dict:
 
     Raises:
         FileNotFoundError: ``path`` is not a file.
-        CheckpointError: the file is unreadable, holds objects ``weights_only`` refuses (e.g. a full mmengine
-            training checkpoint), or has no tensor state dict.
+        CheckpointError: the file is unreadable, holds objects ``weights_only`` refuses (beyond those training
+            checkpoints carry, :func:`mmfastvit.fileio.load_weights`), or has no tensor state dict.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'teacher checkpoint "{path}" does not exist; expected {_CHECKPOINT_EXPECTED}')
     try:
         state_dict, _ = extract_state_dict(load_weights(path), path)
     except CheckpointError as error:
-        raise CheckpointError(f'teacher checkpoint: {error}. Expected {_CHECKPOINT_EXPECTED}. A full mmengine '
-                              f'training checkpoint carries its message hub; for a file you trust, keep only the '
-                              f'weights: torch.save(torch.load(path, weights_only=False)["state_dict"], new_path)') \
-            from error
+        raise CheckpointError(f'teacher checkpoint: {error}. Expected {_CHECKPOINT_EXPECTED}. For a file you trust '
+                              f'that holds other objects, keep only the weights: '
+                              f'torch.save(torch.load(path, weights_only=False)["state_dict"], new_path)') from error
     return state_dict
 
 

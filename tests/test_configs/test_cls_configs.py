@@ -14,6 +14,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmfastvit.convert.download import apple_weights_url
+
 CONFIG_DIR = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', 'configs'))
 
 # variant: (final-conv channels 2*C4, drop path, drop path when distilled, evaluation crop ratio at 256)
@@ -134,7 +136,7 @@ def test_schedule_runtime_and_kind_specific_settings(name):
     assert hooks.checkpoint.save_best == 'auto' and hooks.checkpoint.max_keep_ckpts >= 1
     assert hooks.logger.type == 'LoggerHook' and hooks.visualization.type == 'VisualizationHook'
     if kind == '_384':
-        assert cfg.load_from == f'checkpoints/fastvit_{variant}_in1k.pth'
+        assert cfg.load_from == apple_weights_url(variant)  # Apple's release, downloaded and converted on first use
     if kind == '_distill':
         assert cfg.custom_imports == dict(imports=['mmfastvit.integrations.distill'], allow_failed_imports=False)
         assert cfg.model.distill_weight == 0.5

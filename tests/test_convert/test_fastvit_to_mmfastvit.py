@@ -1,7 +1,4 @@
 """Apple's and timm's checkpoints -> mmfastvit, checked against timm's own model and its ``checkpoint_filter_fn``."""
-import gzip
-import json
-import math
 import os
 import os.path as osp
 import subprocess
@@ -9,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from weights_server import load_manifest, random_state_dict
 
 from mmfastvit.convert import apple_to_mmfastvit, detect_format, fastvit_to_mmfastvit, mmfastvit_to_apple
 from mmfastvit.fileio import CheckpointError
@@ -26,30 +24,7 @@ INPUT = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2
 
 @pytest.fixture(scope='module')
 def manifest():
-    with gzip.open(osp.join(REPO, 'tests', 'data', 'apple_fastvit_manifest.json.gz'), 'rt') as f:
-        return json.load(f)
-
-
-def random_state_dict(shapes, seed=0):
-    """Random values for a manifest's key -> shape map, at scales that keep every activation of order one."""
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in shapes.items():
-        if key.endswith('num_batches_tracked'):
-            state[key] = torch.tensor(7)
-        elif key.endswith('running_var'):
-            state[key] = torch.rand(shape, generator=gen) + 0.5
-        elif key.endswith('running_mean'):
-            state[key] = torch.randn(shape, generator=gen) * 0.1
-        elif 'layer_scale' in key:
-            state[key] = torch.rand(shape, generator=gen) * 0.2 + 0.05
-        elif len(shape) == 1 and key.endswith('weight'):  # BatchNorm scale
-            state[key] = torch.rand(shape, generator=gen) * 0.5 + 0.75
-        elif len(shape) == 1:  # biases
-            state[key] = torch.randn(shape, generator=gen) * 0.1
-        else:
-            state[key] = torch.randn(shape, generator=gen) / math.sqrt(math.prod(shape[1:]))
-    return state
+    return load_manifest()
 
 
 def timm_logits(arch, state_dict):

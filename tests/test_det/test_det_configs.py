@@ -1,7 +1,6 @@
 """The Mask R-CNN 1x configs: the paper's protocol, every variant builds and runs in test mode, the backbone resolves
 from the mmdet scope under both names, and the ImageNet checkpoint initializes the backbone through init_cfg."""
 import glob
-import logging
 import os.path as osp
 import subprocess
 import sys
@@ -9,8 +8,10 @@ import sys
 import pytest
 import torch
 from det_helpers import CONFIG_DIR, REPO, VARIANTS, config_path
+from helpers import LogRecords
 from mmengine.config import Config
 
+from mmfastvit.convert.download import apple_weights_url
 from mmfastvit.models import FastViT
 
 # the stage widths (FPN in_channels) and the ImageNet drop-path rates of Apple's training commands
@@ -33,8 +34,7 @@ def test_model_settings(variant):
     assert backbone.type == 'mmfastvit.FastViT' and backbone.arch == variant
     assert tuple(backbone.out_indices) == (0, 1, 2, 3)
     assert backbone.drop_path_rate == DROP_PATH[variant]
-    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/fastvit_{variant}_in1k.pth',
-                                     prefix='backbone.')
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=apple_weights_url(variant), prefix='backbone.')
     assert cfg.model.neck.type == 'FPN' and cfg.model.neck.num_outs == 5 and cfg.model.neck.out_channels == 256
     assert list(cfg.model.neck.in_channels) == CHANNELS.get(variant, [64, 128, 256, 512])
     # FPN's in_channels are exactly what this backbone returns
@@ -155,16 +155,6 @@ def test_backbone_resolves_from_the_mmdet_scope(tmp_path):
     assert registered == 'MaskRCNN mmfastvit.models.backbones.fastvit.FastViT 6 True'
 
 
-class _Records(logging.Handler):
-
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def test_init_cfg_loads_a_converted_imagenet_checkpoint(tmp_path):
     """A classifier checkpoint as tools/model_converters/fastvit_to_mmfastvit.py writes it (backbone.* including
     final_conv, head.fc.*) initializes the detector's backbone; the final_conv keys are reported, not an error."""
@@ -182,7 +172,7 @@ def test_init_cfg_loads_a_converted_imagenet_checkpoint(tmp_path):
     cfg.model.backbone.init_cfg.checkpoint = str(checkpoint)
     detector = MODELS.build(cfg.model)
     logger = MMLogger.get_instance('test_det_init_cfg')  # the 'current' logger init_weights reports to
-    records = _Records()
+    records = LogRecords()
     logger.addHandler(records)
     try:
         detector.init_weights()

@@ -1,6 +1,5 @@
 """HardDistillationClassifier: the DeiT hard-distillation loss, a teacher kept out of the student's state dict,
 optimizer and train mode, clear errors for a missing teacher, and a student that predicts without one."""
-import argparse
 import copy
 import os.path as osp
 
@@ -191,10 +190,15 @@ def test_checkpoint_layouts(teacher_files, tmp_path, wrap):
     assert all(torch.equal(loaded[key], state_dict[key]) for key in state_dict)
 
 
+class _NotWeights:
+    """A class torch's weights_only unpickler does not know."""
+
+
 def test_checkpoints_that_are_not_plain_weights_are_refused(teacher_files, tmp_path):
     spec, reference = teacher_files
     pickled = tmp_path / 'full.pth'
-    torch.save({'state_dict': reference.state_dict(), 'args': argparse.Namespace(lr=1e-3)}, pickled)
+    # a run's Namespace and mmengine's message hub load (mmfastvit.fileio); an object of any other class does not
+    torch.save({'state_dict': reference.state_dict(), 'extra': _NotWeights()}, pickled)
     with pytest.raises(CheckpointError, match='teacher checkpoint: .*weights_only=True'):
         load_teacher_state_dict(str(pickled))
     not_weights = tmp_path / 'list.pth'

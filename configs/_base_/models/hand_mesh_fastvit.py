@@ -13,6 +13,10 @@ model = dict(
         arch='ma36',
         out_indices=(4, ),
         drop_path_rate=0.0,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastvit_ma36_in1k.pth', prefix='backbone.')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://docs-assets.developer.apple.com/ml-research/models/fastvit/'
+                       'image_classification_models/fastvit_ma36.pth.tar',
+            prefix='backbone.')),
     head=dict(type='mmfastvit.MANORegressionHead', mano_path='data/mano/MANO_RIGHT.pkl',
               loss_weights=dict(vertices=1.0, joints=1.0, joints_2d=1.0), loss_type='l1'))

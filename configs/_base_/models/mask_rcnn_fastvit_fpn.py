@@ -22,11 +22,21 @@ model = dict(
         # GPU, model.backbone.norm_eval=True freezes the ImageNet statistics instead.
         norm_eval=False,
         frozen_stages=-1,
-        # The ImageNet classifier's weights (keys backbone.*): convert Apple's unfused checkpoint with
+        # Apple's dense-prediction outputs, the architecture behind the paper's COCO numbers: a BatchNorm on each
+        # returned map (the next stage reads the un-normed one). Off by default: FPN's lateral 1x1 convs already rescale
+        # each level, and an ImageNet checkpoint has no such norms (docs/detection.md, "Apple's output norms").
+        # The key is left out (None) rather than set to None, so that a child config or --cfg-options can add the dict:
+        # out_norm_cfg=dict(type='BN'),
+        # The ImageNet classifier's weights (keys backbone.*): Apple's unfused release, which mmfastvit downloads into
+        # the torch hub cache and converts on first use; offline, a file converted with
         # tools/model_converters/fastvit_to_mmfastvit.py (docs/detection.md). Its final_conv.* keys have no place in
         # the detector's backbone and are reported as unexpected, not an error. To train from scratch:
         # --cfg-options model.backbone.init_cfg=None
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastvit_sa12_in1k.pth', prefix='backbone.')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://docs-assets.developer.apple.com/ml-research/models/fastvit/'
+                       'image_classification_models/fastvit_sa12.pth.tar',
+            prefix='backbone.')),
     neck=dict(
         type='FPN',
         in_channels=[64, 128, 256, 512],

@@ -19,13 +19,24 @@ model = dict(
         type='mmfastvit.FastViT',  # resolves through mmfastvit's registry, no custom_imports needed
         arch='sa12',
         out_indices=(0, 1, 2, 3),  # each stage's own output, the attention stage of SA / MA included
+        # Apple's dense-prediction outputs, the architecture behind the paper's ADE20K numbers: a BatchNorm on each
+        # returned map (the next stage reads the un-normed one). Off by default: FPN's lateral 1x1 convs already rescale
+        # each level, and an ImageNet checkpoint has no such norms (docs/segmentation.md, "Apple's output norms").
+        # The key is left out (None) rather than set to None, so that a child config or --cfg-options can add the dict:
+        # out_norm_cfg=dict(type='BN'),
         # drop path and norms as PoolFormer's Semantic FPN configs leave them: the backbone's defaults
         # (no stochastic depth; the backbone's BatchNorms train, per GPU)
         drop_path_rate=0.0,
-        # ImageNet-1k classifier checkpoint (tools/model_converters/fastvit_to_mmfastvit.py): its backbone.* keys.
+        # ImageNet-1k classifier checkpoint: Apple's unfused release, downloaded into the torch hub cache and converted
+        # on first use (offline: a file converted with tools/model_converters/fastvit_to_mmfastvit.py); its backbone.*
+        # keys.
         # The classifier's backbone.final_conv.* has no counterpart here and is skipped (logged as unexpected keys);
         # head.fc.* is outside the prefix.
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastvit_sa12_in1k.pth', prefix='backbone.')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://docs-assets.developer.apple.com/ml-research/models/fastvit/'
+                       'image_classification_models/fastvit_sa12.pth.tar',
+            prefix='backbone.')),
     neck=dict(
         type='FPN',
         in_channels=[64, 128, 256, 512],
