@@ -15,14 +15,17 @@ import os.path as osp
 from typing import Optional, Sequence
 
 from mmfastvit.engine.cli import (add_common_args, apply_common_args, build_runner, check_data_paths,
-                                  export_local_rank, fail, load_config, run_reporting_bad_input)
+                                  export_local_rank, fail, load_config, run_reporting_bad_input,
+                                  use_checked_image_loader)
 
 # Visualization hooks by type name, and how --show-dir turns each on:
 #   mmpretrain VisualizationHook: enable=True, out_dir=<dir> (used as given), every image unless the config
 #                                 sets an interval
 #   mmdet DetVisualizationHook:   draw=True, test_out_dir=<dir> (under the run's work_dir/<timestamp>/)
 #   mmseg SegVisualizationHook:   draw=True; images go through the visualizer's backends, so visualizer.save_dir=<dir>
-VISUALIZATION_HOOKS = ('VisualizationHook', 'DetVisualizationHook', 'SegVisualizationHook')
+#   mmfastvit HandMeshVisualizationHook: draw=True, out_dir=<dir> (used as given): <image name>.png per test image, the
+#                                 mesh over the crop (and .obj meshes with default_hooks.visualization.save_mesh=True)
+VISUALIZATION_HOOKS = ('VisualizationHook', 'DetVisualizationHook', 'SegVisualizationHook', 'HandMeshVisualizationHook')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -66,6 +69,9 @@ def enable_visualization(cfg, show_dir: str, config_path: str, tta: bool = False
         elif name == 'DetVisualizationHook':
             hook.draw = True
             hook.test_out_dir = show_dir
+        elif name == 'HandMeshVisualizationHook':
+            hook.draw = True
+            hook.out_dir = show_dir
         else:  # SegVisualizationHook
             hook.draw = True
             hook.setdefault('interval', 1)  # every test image (the hook's default draws one batch in 50)
@@ -111,6 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     cfg = merge_args(load_config(args.config), args)
     check_data_paths(cfg, ('test', ), args.config)
+    use_checked_image_loader(cfg, ('test', ))  # a corrupt test image is named, not an AssertionError
     runner = build_runner(cfg)
 
     if args.out is not None:

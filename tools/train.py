@@ -14,7 +14,8 @@ import os.path as osp
 from typing import Optional, Sequence
 
 from mmfastvit.engine.cli import (add_common_args, apply_common_args, build_runner, check_data_paths,
-                                  export_local_rank, fail, load_config, run_reporting_bad_input)
+                                  enable_tensorboard, export_local_rank, fail, load_config, run_reporting_bad_input,
+                                  use_checked_image_loader)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -34,6 +35,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='scale the learning rate by the actual total batch size over the config\'s auto_scale_lr.base_batch_size')
     parser.add_argument('--no-validate', action='store_true', help='do not evaluate during training')
+    parser.add_argument(
+        '--tensorboard',
+        action='store_true',
+        help='also write losses, learning rates and metrics as TensorBoard events (work_dir/<timestamp>/vis_data); '
+        'view them with: tensorboard --logdir work_dirs')
     add_common_args(parser)
     args = parser.parse_args(argv)
     export_local_rank(args)
@@ -77,6 +83,9 @@ def merge_args(cfg, args: argparse.Namespace):
             fail(f'--auto-scale-lr: config "{args.config}" has no auto_scale_lr = dict(base_batch_size=...)')
         cfg.auto_scale_lr.enable = True
 
+    if args.tensorboard:
+        enable_tensorboard(cfg)
+
     if args.no_validate:
         cfg.val_cfg = None
         cfg.val_dataloader = None
@@ -85,20 +94,34 @@ def merge_args(cfg, args: argparse.Namespace):
 
 
 def check_pretrained(cfg, config_path: str) -> None:
-    """Fails early, with what to do, when ``model.backbone.init_cfg`` names a local checkpoint that is missing.
+    """Fails early, with what to do, when ``model.backbone.init_cfg`` names a local checkpoint that is missing or an
+    Apple URL that is not one of Apple's files. Other URLs are left to mmengine (Apple's are downloaded, converted and
+    cached on first use by :mod:`mmfastvit.convert.download`).
 
     mmengine would only notice after building the whole model and data pipeline, with a bare FileNotFoundError.
     """
+    from mmfastvit.convert.download import APPLE_ARCHS, APPLE_WEIGHTS_PREFIX, apple_weights_url, parse_apple_weights_url
+    from mmfastvit.fileio import CheckpointError
+
     backbone = (cfg.get('model') or {}).get('backbone') or {}
     init_cfgs = backbone.get('init_cfg') or []
     for init_cfg in init_cfgs if isinstance(init_cfgs, (list, tuple)) else [init_cfgs]:
         checkpoint = init_cfg.get('checkpoint') if init_cfg.get('type') == 'Pretrained' else None
-        if checkpoint and is_local_path(checkpoint) and not osp.isfile(checkpoint):
+        if checkpoint and checkpoint.startswith(APPLE_WEIGHTS_PREFIX):
+            try:
+                parse_apple_weights_url(checkpoint)
+            except CheckpointError as err:
+                fail(f'model.backbone.init_cfg.checkpoint (from config "{config_path}"): {err}')
+        elif checkpoint and is_local_path(checkpoint) and not osp.isfile(checkpoint):
+            arch, by_url = backbone.get('arch'), ''
+            if str(backbone.get('type', '')).endswith('FastViT') and str(arch).lower() in APPLE_ARCHS:
+                by_url = (f'Name Apple\'s ImageNet weights by URL, downloaded and converted on first use '
+                          f'(--cfg-options model.backbone.init_cfg.checkpoint={apple_weights_url(arch)}), ')
             fail(f'model.backbone.init_cfg.checkpoint "{checkpoint}" (from config "{config_path}") does not exist. '
-                 f'Convert the ImageNet weights there (python tools/model_converters/fastvit_to_mmfastvit.py '
-                 f'<Apple .pth.tar or timm file> {checkpoint}), point the config elsewhere with --cfg-options '
-                 f'model.backbone.init_cfg.checkpoint=PATH, or train from scratch with --cfg-options '
-                 f'model.backbone.init_cfg=None')
+                 f'{by_url}{"c" if by_url else "C"}onvert the ImageNet weights there (python '
+                 f'tools/model_converters/fastvit_to_mmfastvit.py <Apple .pth.tar or timm file> {checkpoint}), point '
+                 f'the config elsewhere with --cfg-options model.backbone.init_cfg.checkpoint=PATH, or train from '
+                 f'scratch with --cfg-options model.backbone.init_cfg=None')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -106,6 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     cfg = merge_args(load_config(args.config), args)
     check_pretrained(cfg, args.config)
     check_data_paths(cfg, ('train', 'val'), args.config)  # val_* are None under --no-validate
+    use_checked_image_loader(cfg, ('train', 'val'))  # a corrupt image is named, not an AssertionError
     runner = build_runner(cfg)
     run_reporting_bad_input(runner.train)
 

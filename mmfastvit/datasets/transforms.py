@@ -8,6 +8,10 @@ decoder exception), from inside a dataloader worker. This subclass takes the sam
   another random sample in training (up to ``max_refetch`` times). In evaluation (``test_mode=True``) mmengine refuses
   ``None``: skipping would change what the metric is computed over, so keep ``'error'`` in test pipelines.
 
+The shipped classification, detection and segmentation configs name this loader in their training pipelines only:
+their test pipelines name mmcv's plain ``LoadImageFromFile``, the type the OpenMMLab Inferencers look for, and
+``tools/test.py`` / ``tools/train.py`` swap this one in there (:func:`mmfastvit.engine.cli.use_checked_image_loader`).
+
 "Corrupt" means the decoder returns nothing: an empty file, bytes that are not an image, a header it cannot parse.
 A JPEG cut short after a valid header decodes (libjpeg fills the rest in grey) and is not detected.
 A missing file stays a FileNotFoundError naming it (or ``None`` with mmcv's ``ignore_empty=True``).

@@ -92,7 +92,10 @@ def check_data_paths(cfg, splits: Sequence[str], config_path: str) -> None:
             root = dataset.get('data_root') or ''
             if _local(root) and not osp.isdir(root):
                 missing(f'{where}.data_root', root, 'expected the dataset\'s folder')
-            in_root = (lambda path: path if osp.isabs(path) or not _local(root) else osp.join(root, path))
+
+            def in_root(path: str, root: str = root) -> str:
+                return path if osp.isabs(path) or not _local(root) else osp.join(root, path)
+
             ann_file = dataset.get('ann_file')
             if _local(ann_file) and not osp.isfile(in_root(ann_file)):
                 missing(f'{where}.ann_file', in_root(ann_file), 'expected an annotation file')
@@ -108,6 +111,51 @@ def check_data_paths(cfg, splits: Sequence[str], config_path: str) -> None:
             if _local(ann_file) and not osp.isfile(ann_file):
                 key = f'{split}_evaluator' + (f'.{i}' if isinstance(evaluators, (list, tuple)) else '') + '.ann_file'
                 missing(key, ann_file, 'expected the ground-truth annotation file')
+
+
+TENSORBOARD_BACKEND = 'TensorboardVisBackend'
+
+
+def enable_tensorboard(cfg) -> None:
+    """Adds mmengine's ``TensorboardVisBackend`` to the config's visualizer, beside its other backends (no-op when it is
+    already there), so scalars (losses, learning rate, metrics) are written as TensorBoard event files in
+    ``<work_dir>/<timestamp>/vis_data/``. Fails, saying what to install, when the ``tensorboard`` package is missing,
+    instead of mmengine's error at the first logged iteration."""
+    try:
+        import tensorboard  # noqa: F401  (torch.utils.tensorboard imports it at the first logged iteration)
+    except ImportError:
+        fail('--tensorboard needs the tensorboard package: pip install tensorboard (it is in '
+             'requirements/optional.txt)')
+    visualizer = cfg.get('visualizer')
+    if visualizer is None:
+        fail('--tensorboard: the config has no visualizer to add the TensorBoard backend to')
+    backends = list(visualizer.get('vis_backends') or [])
+    if not any(str(backend.get('type', '')).rsplit('.', 1)[-1] == TENSORBOARD_BACKEND for backend in backends):
+        backends.append(dict(type=TENSORBOARD_BACKEND))
+    visualizer.vis_backends = backends
+
+
+# mmcv's image loader as configs name it. The shipped test pipelines use the plain name because mmpretrain's, mmdet's
+# and mmseg's Inferencers look for exactly this type to remove it or swap in their in-memory loader.
+PLAIN_IMAGE_LOADERS = ('LoadImageFromFile', 'mmcv.LoadImageFromFile')
+
+
+def use_checked_image_loader(cfg, splits: Sequence[str]) -> None:
+    """Swaps mmcv's plain ``LoadImageFromFile`` for ``mmfastvit.LoadImageFromFile`` in the pipelines of the
+    ``<split>_dataloader`` datasets (wrapped ones included), in place, keeping every argument.
+
+    The shipped test pipelines name the plain loader so that the OpenMMLab Inferencers recognize it. On a dataset,
+    though, mmcv's loader stops at an undecodable file with a bare ``AssertionError`` from a dataloader worker;
+    ``mmfastvit.LoadImageFromFile`` (``on_corrupt='error'``, its default) raises a ``CorruptImageError`` naming the
+    file, which :func:`run_reporting_bad_input` reports in one line. ``tools/test.py`` (test) and ``tools/train.py``
+    (train and val) call this; pipelines that name another loader are left as they are.
+    """
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        for _, dataset in _datasets((loader or {}).get('dataset'), f'{split}_dataloader.dataset'):
+            for transform in dataset.get('pipeline') or []:
+                if isinstance(transform, dict) and transform.get('type') in PLAIN_IMAGE_LOADERS:
+                    transform['type'] = 'mmfastvit.LoadImageFromFile'
 
 
 def run_reporting_bad_input(step: Callable[[], Any]) -> Any:

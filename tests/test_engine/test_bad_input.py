@@ -141,3 +141,17 @@ def test_corrupt_image_is_skipped_when_configured(setup, corrupt, tmp_path):
     log = result.stdout + result.stderr
     assert f'image "{corrupt["victim"]}" is corrupt or not an image' in log and 'skipped (on_corrupt="skip")' in log
     assert (tmp_path / 'w' / 'epoch_2.pth').is_file()
+
+
+def test_corrupt_image_stops_testing_with_the_file_named(setup, tmp_path):
+    """The shipped test pipelines name mmcv's plain LoadImageFromFile (the Inferencers look for it); tools/test.py
+    swaps in mmfastvit's, so a corrupt test image is named in one line instead of an AssertionError traceback."""
+    root = tmp_path / 'data'
+    shutil.copytree(setup['data'], root)
+    victim = sorted((root / 'val').rglob('*.JPEG'))[0]
+    victim.write_bytes(b'this is not a JPEG' * 10)
+    config = write_config(tmp_path / 'corrupt_test.py', CLASSIFIER, 'fastvit_t8_in1k.py', str(root), max_epochs=2)
+    result = run(TEST, config, setup['checkpoint'], '--work-dir', tmp_path / 'w', '--out', tmp_path / 'p.pkl',
+                 '--cfg-options', 'test_dataloader.dataset.pipeline.0.type=LoadImageFromFile', cwd=tmp_path)
+    assert_refused(result, f'image "{victim}" is corrupt or not an image', 'Replace or remove the file')
+    assert not (tmp_path / 'p.pkl').exists()

@@ -9,6 +9,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from mmfastvit.convert.download import apple_weights_url
 from mmfastvit.models import FastViT, FastViTClassifier
 from mmfastvit.models.utils.reparam import reparameterize_model
 from mmfastvit.testing import randomize_fusable_state_, relative_error
@@ -66,14 +67,13 @@ def test_one_config_per_variant():
 @pytest.mark.parametrize('variant', list(VARIANTS))
 def test_config_states_the_protocol(variant):
     """Semantic FPN as PoolFormer / FastViT run it on ADE20K: AdamW 2e-4 / 1e-4, poly 0.9 over 40k iterations of
-    8 x 4 images, 512x512 crops from a 0.5-2.0 ratio range, 150 classes, the converted ImageNet checkpoint."""
+    8 x 4 images, 512x512 crops from a 0.5-2.0 ratio range, 150 classes, Apple's ImageNet checkpoint by URL."""
     cfg = load(variant)
     assert cfg.default_scope == 'mmseg'
     backbone = cfg.model.backbone
     assert backbone.type == 'mmfastvit.FastViT' and backbone.arch == variant
     assert tuple(backbone.out_indices) == (0, 1, 2, 3)
-    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/fastvit_{variant}_in1k.pth',
-                                     prefix='backbone.')
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=apple_weights_url(variant), prefix='backbone.')
     assert cfg.model.type == 'EncoderDecoder'
     assert cfg.model.neck.type == 'FPN' and cfg.model.neck.in_channels == VARIANTS[variant]
     assert cfg.model.neck.out_channels == 256 and cfg.model.neck.num_outs == 4
@@ -96,7 +96,8 @@ def test_config_states_the_protocol(variant):
     assert steps['RandomResize'].scale == (2048, 512) and steps['RandomResize'].ratio_range == (0.5, 2.0)
     assert steps['RandomCrop'].crop_size == (512, 512) and steps['RandomCrop'].cat_max_ratio == 0.75
     assert {'RandomFlip', 'PhotoMetricDistortion', 'LoadAnnotations'} <= set(steps)
-    assert [t.type for t in cfg.test_pipeline] == ['mmfastvit.LoadImageFromFile', 'Resize', 'ResizeToMultiple',
+    # mmcv's loader by its plain name, which MMSegInferencer looks for (tools/test.py swaps in mmfastvit's)
+    assert [t.type for t in cfg.test_pipeline] == ['LoadImageFromFile', 'Resize', 'ResizeToMultiple',
                                                    'LoadAnnotations', 'PackSegInputs']
     assert cfg.test_evaluator.type == 'IoUMetric' and cfg.test_evaluator.iou_metrics == ['mIoU']
     assert cfg.default_hooks.visualization.type == 'SegVisualizationHook'

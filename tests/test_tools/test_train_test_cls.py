@@ -48,12 +48,13 @@ def shrink(data_root, max_epochs):
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    """One epoch of training: the checkpoint the other tests resume and test."""
+    """One epoch of training, with TensorBoard events on: the checkpoint the other tests resume and test."""
     tmp = tmp_path_factory.mktemp('cls')
     data = make_tiny_imagenet(str(tmp / 'data'), num_classes=NUM_CLASSES, train_per_class=TRAIN_PER_CLASS,
                               val_per_class=VAL_PER_CLASS, size=40)
     work_dir = tmp / 'work_dir'
-    result = check(run(TRAIN, CONFIG, '--work-dir', work_dir, *shrink(data['root'], max_epochs=1), cwd=tmp))
+    result = check(run(TRAIN, CONFIG, '--work-dir', work_dir, '--tensorboard', *shrink(data['root'], max_epochs=1),
+                       cwd=tmp))
     return dict(tmp=tmp, data=data, work_dir=work_dir, log=result.stdout + result.stderr)
 
 
@@ -63,6 +64,45 @@ def test_train_writes_a_checkpoint(trained):
     assert (work_dir / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
     assert 'Epoch(train) [1][2/2]' in trained['log'] and 'Epoch(train) [2]' not in trained['log']
     assert 'accuracy/top1' in trained['log']  # validation ran after the epoch
+
+
+def test_tensorboard_events_hold_the_logged_scalars(trained):
+    """--tensorboard writes the same loss, learning rate and accuracy that the JSON scalars file holds."""
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    vis_dirs = list(trained['work_dir'].glob('*/vis_data'))
+    assert len(vis_dirs) == 1, vis_dirs
+    assert list(vis_dirs[0].glob('events.out.tfevents.*')), 'no TensorBoard event file'
+    events = EventAccumulator(str(vis_dirs[0]))
+    events.Reload()
+    logged = [json.loads(line) for line in (vis_dirs[0] / 'scalars.json').read_text().splitlines()]
+    for tag in ('loss', 'lr', 'accuracy/top1'):
+        assert tag in events.Tags()['scalars'], events.Tags()['scalars']
+        expected = {entry['step']: entry[tag] for entry in logged if tag in entry}
+        written = {event.step: event.value for event in events.Scalars(tag)}
+        assert expected and written.keys() == expected.keys(), (tag, written, expected)
+        assert all(abs(written[step] - value) <= 1e-6 * max(1.0, abs(value)) for step, value in expected.items())
+
+
+def test_tensorboard_refused_when_the_package_is_missing(tmp_path):
+    """Without tensorboard installed, --tensorboard fails at once with what to install, and writes nothing."""
+    blocker = tmp_path / 'no_tensorboard'
+    blocker.mkdir()
+    (blocker / 'sitecustomize.py').write_text(
+        'import importlib.abc, sys\n'
+        'class _Hide(importlib.abc.MetaPathFinder):\n'
+        '    def find_spec(self, name, path=None, target=None):\n'
+        '        if name == "tensorboard" or name.startswith("tensorboard."):\n'
+        '            raise ModuleNotFoundError(name)\n'
+        'sys.meta_path.insert(0, _Hide())\n')
+    work_dir = tmp_path / 'work_dir'
+    result = run(TRAIN, CONFIG, '--work-dir', work_dir, '--tensorboard', cwd=tmp_path,
+                 env=dict(PYTHONPATH=f'{blocker}{os.pathsep}{REPO}'))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert 'pip install tensorboard' in result.stderr
+    assert not work_dir.exists()
 
 
 def test_resume_continues(trained):

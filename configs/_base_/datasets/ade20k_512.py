@@ -19,8 +19,10 @@ train_pipeline = [
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs'),
 ]
+# mmcv's loader by its plain name: mmseg's MMSegInferencer finds it by that name and swaps in its loader of paths and
+# arrays; tools/test.py and tools/train.py swap in mmfastvit.LoadImageFromFile, which names a corrupt file.
 test_pipeline = [
-    dict(type='mmfastvit.LoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='ResizeToMultiple', size_divisor=32),
     # annotations are loaded after resizing: the metric compares at the original resolution
@@ -59,7 +61,7 @@ test_evaluator = val_evaluator
 # `tools/test.py --tta`: scales 0.5-1.75 of the test size, each with and without a horizontal flip, averaged
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
-    dict(type='mmfastvit.LoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(
         type='TestTimeAug',
         transforms=[

@@ -13,8 +13,10 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
+# mmcv's loader by its plain name: mmdet's DetInferencer finds it by that name and swaps in its loader of paths and
+# arrays; tools/test.py and tools/train.py swap in mmfastvit.LoadImageFromFile, which names a corrupt file.
 test_pipeline = [
-    dict(type='mmfastvit.LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     # the ground truth is loaded for the evaluator's bookkeeping; drop this step for images without annotations
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),

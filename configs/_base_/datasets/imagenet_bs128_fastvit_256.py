@@ -45,8 +45,10 @@ train_pipeline = [
 ]
 
 # Pillow decoding and resizing, as timm's validation (the published accuracies) does.
+# mmcv's loader by its plain name: mmpretrain's ImageClassificationInferencer finds it by that name and loads the image
+# itself; tools/test.py and tools/train.py swap in mmfastvit.LoadImageFromFile, which names a corrupt file.
 test_pipeline = [
-    dict(type='mmfastvit.LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
     dict(type='ResizeEdge', scale=int(img_size / crop_ratio), edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=img_size),
