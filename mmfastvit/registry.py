@@ -5,6 +5,7 @@
 Registration into mmdet's / mmseg's / mmpretrain's own registries lives in :mod:`mmfastvit.integrations`.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
@@ -18,3 +19,5 @@ DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='mmfastvit')
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='mmfastvit',
                       locations=['mmfastvit.datasets.transforms'])
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='mmfastvit')
+# mmfastvit.HandMeshVisualizationHook (mmfastvit/hand/visualization.py) for tools/test.py --show-dir.
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmfastvit')

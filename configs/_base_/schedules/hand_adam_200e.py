@@ -12,7 +12,9 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3, save_best='freihand/PA-MPVPE',
                     rule='less'),
-    sampler_seed=dict(type='DistSamplerSeedHook'))
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    # draws each test prediction's mesh over its crop when enabled (`tools/test.py --show-dir DIR`)
+    visualization=dict(type='mmfastvit.HandMeshVisualizationHook', draw=False))
 
 # `tools/train.py --auto-scale-lr` rescales lr linearly from this total batch size (8 GPUs x 32 images).
 auto_scale_lr = dict(enable=False, base_batch_size=256)
