@@ -75,6 +75,25 @@ def _run_freihand(args: argparse.Namespace) -> Dict:
                               size=args.size, seed=args.seed)
 
 
+def _add_robustness_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--corruptions', nargs='+', default=None, metavar='NAME',
+                        help='ImageNet-C corruptions. Default: the 15 of mCE')
+    parser.add_argument('--severities', type=int, nargs='+', default=[1, 2, 3, 4, 5], metavar='S',
+                        help='ImageNet-C severities (1..5). Default: 1 2 3 4 5')
+    parser.add_argument('--per-class', type=int, default=1, help='images per class folder. Default: 1')
+    parser.add_argument('--size', type=int, default=32, help='image side in pixels. Default: 32')
+    parser.add_argument('--nested', action='store_true',
+                        help='ImageNet-C in group folders (noise/gaussian_noise/...), as some mirrors have it')
+    parser.add_argument('--clean', action='store_true', help='also write a tiny ImageNet under OUT_DIR/imagenet')
+
+
+def _run_robustness(args: argparse.Namespace) -> Dict:
+    from mmfastvit.datasets.synthetic import make_tiny_robustness
+    return make_tiny_robustness(args.out_dir, corruptions=args.corruptions, severities=args.severities,
+                                per_class=args.per_class, size=args.size, nested=args.nested, clean=args.clean,
+                                seed=args.seed)
+
+
 # name -> (help, add arguments, run); run returns a JSON-serializable summary.
 SUBCOMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Dict]]] = {
     'imagenet': ('ImageNet layout (train/<wnid>/*.JPEG, val/*.JPEG, meta/{train,val}.txt) for mmpretrain',
@@ -86,6 +105,9 @@ SUBCOMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Cal
     'freihand': ('FreiHAND layout (training/rgb x 4 versions, training/mask, evaluation/rgb, '
                  'training_{K,mano,xyz,verts,scale}.json, evaluation_*.json) posed with MANO, for mmfastvit.hand',
                  _add_freihand_args, _run_freihand),
+    'robustness': ('ImageNet-C (<corruption>/<severity>/<wnid>/), ImageNet-A and -R (<wnid>/), ImageNet-Sketch '
+                   '(sketch/<wnid>/) and meta/wnids.txt, for tools/analysis_tools/robustness.py',
+                   _add_robustness_args, _run_robustness),
 }
 
 
