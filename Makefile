@@ -1,16 +1,19 @@
 # Two entry points; both build (or reuse) the pinned environment in ./.venv first.
 #   make demo   the tour on embedded defaults
-#   make test   the test suite (what CI runs)
+#   make test   the linter (ruff.toml), then the test suite (what CI runs)
 PY := .venv/bin/python
 
-.PHONY: env demo test bench
+.PHONY: env demo lint test bench
 env:
 	@bash tools/setup_env.sh
 
 demo: env
 	$(PY) tools/demo.py
 
-test: env
+lint: env
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest tests
 
 bench: env

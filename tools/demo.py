@@ -5,7 +5,9 @@ values, fuses it to the reference form (as Apple / timm do) and to our full form
 form; then it saves a fused checkpoint, loads it into a model built with ``deploy=True``, and builds the backbone
 from each OpenMMLab registry scope. Last, the classification tools: an Apple-format T8 checkpoint is converted,
 reparameterized and evaluated, unfused and fused, with ``tools/test.py`` on a generated tiny ImageNet; and the deploy
-tool: T8 exported to ONNX and Core ML and timed on the backends available (``tools/demo_deploy.py``).
+tool: T8 exported to ONNX and Core ML and timed on the backends available (``tools/demo_deploy.py``); and the
+Inferencers: a photo through mmseg's ``MMSegInferencer`` and a generated hand through the hand-mesh inferencer, with
+their pictures under ``<work-dir>/inferencer_seg/vis/`` and ``<work-dir>/inferencer_hand/vis/``.
 
     python tools/demo.py [--variants t8 sa12] [--size 256] [--work-dir work_dirs/demo]
 """
@@ -128,12 +130,36 @@ def tour_classification(work_dir, logger, size=64):
         with open(out, 'rb') as f:
             predictions[name] = pickle.load(f)
         rows.append(f'{name:8} top-1 {top1[-1] if top1 else "?":>7} on {len(predictions[name])} images')
-    same = sum(int(a['pred_label']) == int(b['pred_label']) for a, b in zip(predictions['unfused'], predictions['fused']))
+    same = sum(int(a['pred_label']) == int(b['pred_label'])
+               for a, b in zip(predictions['unfused'], predictions['fused']))
     worst = max((a['pred_score'] - b['pred_score']).abs().max().item()
                 for a, b in zip(predictions['unfused'], predictions['fused']))
-    logger.info('tiny ImageNet, converted T8 (random weights over 1000 classes: the accuracy means nothing, the agreement does):\n  ' + '\n  '.join(rows)
+    logger.info('tiny ImageNet, converted T8 (random weights over 1000 classes: the accuracy means nothing, the '
+                'agreement does):\n  ' + '\n  '.join(rows)
                 + f'\n  fused vs unfused: {same}/{len(predictions["fused"])} identical labels, '
                 f'scores within {worst:.1e}')
+
+
+def tour_inferencers(work_dir, logger):
+    """One real photo through mmseg's Inferencer and one generated hand through the hand-mesh inferencer, pictures
+    written, as ``demo/image_demo.py`` and ``demo/hand_demo.py`` run them. No weights can be downloaded here, so the
+    models keep random weights: the pictures show the plumbing (shapes, colours, the projected mesh), not accuracy."""
+    import matplotlib.cbook
+
+    from mmfastvit.datasets.synthetic.freihand import make_tiny_freihand
+
+    photo = matplotlib.cbook.get_sample_data('grace_hopper.jpg', asfileobj=False)  # a photo matplotlib ships
+    seg_dir = osp.join(work_dir, 'inferencer_seg')
+    run_tool(logger, 'demo/image_demo.py', photo, 'configs/sem_fpn_fastvit_t8_ade20k_40k.py', '--out-dir', seg_dir)
+    logger.info(f'mmseg.apis.MMSegInferencer (random weights): {osp.join(seg_dir, "vis", osp.basename(photo))}')
+
+    hands = make_tiny_freihand(osp.join(work_dir, 'tiny_freihand'), num_train=1, num_eval=1)
+    image = osp.join(hands['root'], 'evaluation', 'rgb', '00000000.jpg')
+    hand_dir = osp.join(work_dir, 'inferencer_hand')
+    stdout = run_tool(logger, 'demo/hand_demo.py', image, 'configs/hand_mesh_fastvit_sa12_freihand.py',
+                      '--mano-path', hands['mano_path'], '--out-dir', hand_dir)
+    logger.info('hand-mesh inferencer (random weights, the generated stand-in MANO model):\n  '
+                + '\n  '.join(stdout.strip().splitlines()))
 
 
 def main():
@@ -151,6 +177,7 @@ def main():
     tour_registries(logger)
     tour_classification(args.work_dir, logger)
     tour_deploy(args.work_dir, logger)
+    tour_inferencers(args.work_dir, logger)
 
 
 if __name__ == '__main__':

@@ -14,8 +14,8 @@ the networks of the run, so that ratios between networks are taken under the sam
 With ``compare_timm`` the classifier variants are also timed as timm's reparameterized model with the same weights,
 exported with the same exporter and opset and run with the same session options; ratios ours / timm are taken within
 the run. The protocol (the paper's Section 4, "Benchmarking"): 100 warm-up and 100 timed runs, medians; batch 8 at
-256x256 for classifiers and batch 2 at 512x512 for dense backbones (``protocol='batch1'``: batch 1, as FMViT reports). FMViT
-classifiers default to 224x224, the resolution FMViT is trained and timed at in its paper (Table 2).
+256x256 for classifiers and batch 2 at 512x512 for dense backbones (``protocol='batch1'``: batch 1, as FMViT
+reports). FMViT classifiers default to 224x224, the resolution FMViT is trained and timed at in its paper (Table 2).
 
 Results: median, p90, throughput, peak memory, attained GFLOP/s against the machine's matrix-multiply peak measured
 in the same run, the settings and the machine (with its load average), as JSON and a markdown table, and the

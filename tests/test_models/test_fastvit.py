@@ -202,7 +202,8 @@ def test_default_init_is_truncated_normal_on_linear_layers():
 
 
 def test_unknown_arch_names_the_valid_ones():
-    with pytest.raises(ValueError, match=r"arch \"t10\" is not one of \['t8', 't12', 's12', 'sa12', 'sa24', 'sa36', 'ma36'\]"):
+    valid = r"\['t8', 't12', 's12', 'sa12', 'sa24', 'sa36', 'ma36'\]"
+    with pytest.raises(ValueError, match=r'arch "t10" is not one of ' + valid):
         FastViT('t10')
 
 
