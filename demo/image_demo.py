@@ -58,6 +58,19 @@ def resolve_config(model: str):
     return info.config, info.weights
 
 
+def seg_dataset_name(cfg) -> Optional[str]:
+    """mmseg's name for the config's test dataset (``ADE20KDataset`` -> ``'ade20k'``), or None if it has none.
+
+    Without weights (or with a checkpoint that does not record its classes) ``MMSegInferencer`` labels the picture with
+    Cityscapes' names; this gives it the config's own classes and palette instead."""
+    from mmseg.utils.class_names import dataset_aliases
+
+    dataset_type = str(((cfg.get('test_dataloader') or {}).get('dataset') or {}).get('type', ''))
+    name = dataset_type.rsplit('.', 1)[-1].replace('Dataset', '').lower()
+    known = {alias for aliases in dataset_aliases.values() for alias in aliases}
+    return name if name in known else None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if not osp.isfile(args.image):
@@ -95,7 +108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 kwargs = dict(weights=weights)
             else:
                 from mmseg.apis import MMSegInferencer as Inferencer
-                kwargs = dict(weights=weights)
+                kwargs = dict(weights=weights, dataset_name=seg_dataset_name(cfg))
             inferencer = Inferencer(model=cfg, device=args.device, **kwargs)
             if scope == 'mmpretrain':
                 # mmpretrain's Inferencer draws into an existing show_dir; the others take out_dir and make vis/

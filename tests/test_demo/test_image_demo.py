@@ -44,6 +44,15 @@ def test_segmentation_config_writes_the_coloured_picture(photo, tmp_path):
     assert np.abs(drawn.astype(int) - cv2.imread(str(photo)).astype(int)).mean() > 1  # the classes are drawn over it
 
 
+def test_segmentation_pictures_are_labelled_with_the_config_dataset_classes():
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'sem_fpn_fastvit_t8_ade20k_40k.py'))
+    assert image_demo.seg_dataset_name(cfg) == 'ade20k'  # not mmseg's Cityscapes default
+    cfg.test_dataloader.dataset.type = 'MyOwnDataset'
+    assert image_demo.seg_dataset_name(cfg) is None
+
+
 def test_model_name_runs_the_classification_inferencer(photo, tmp_path, capsys):
     assert image_demo.main([str(photo), 'fastvit-t8_in1k', '--out-dir', str(tmp_path)]) == 0
     assert _picture(tmp_path / 'vis', 'photo.png').shape[:2] == (96, 128)
