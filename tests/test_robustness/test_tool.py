@@ -16,6 +16,7 @@ from helpers import check_ok as check  # noqa: E402
 from helpers import run_tool as run  # noqa: E402
 from mmfastvit.datasets.synthetic.robustness import make_tiny_robustness  # noqa: E402
 from mmfastvit.evaluation.robustness import CORRUPTIONS  # noqa: E402
+from weights_server import apple_site_dir, apple_weights_mirror  # noqa: E402,F401
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'fastvit_t8_in1k.py')
@@ -148,3 +149,18 @@ def test_missing_benchmark_folder_and_checkpoint(setup, tmp_path):
     assert re.search(r'data/imagenet-a, .*data/imagenet-sketch not found under --data-root', error_line(result))
     result = run(TOOL, CONFIG, tmp_path / 'none.pth', '--data-root', empty, cwd=tmp_path)
     assert result.returncode == 2 and re.search(r'checkpoint ".*none\.pth" does not exist', error_line(result))
+
+
+def test_apple_weights_by_url(setup, apple_weights_mirror, tmp_path):
+    """The documented route to Table 7: Apple's URL as the checkpoint (served from 127.0.0.1 here) is downloaded,
+    converted and cached through mmfastvit's loader, then evaluated."""
+    from mmfastvit.convert.download import apple_weights_url
+
+    out = tmp_path / 'table.json'
+    result = check(run(TOOL, CONFIG, apple_weights_url('t8'), '--data-root', setup['data']['root'], '--benchmarks',
+                       'a', '--wnids', setup['data']['wnids_file'], '--out', out, *SHRINK, cwd=tmp_path))
+    assert len(apple_weights_mirror.requests) == 1 and apple_weights_mirror.requests[0].endswith('fastvit_t8.pth.tar')
+    assert list((tmp_path / 'torch_home').rglob('fastvit_t8_mmfastvit.pth'))  # the conversion was cached
+    report = json.loads(out.read_text())
+    assert report['checkpoint'] == apple_weights_url('t8')
+    assert 0.0 <= report['results']['a']['imagenet_a/top1'] <= 100.0, result.stdout[-2000:]
