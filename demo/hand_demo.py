@@ -42,7 +42,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     from mmfastvit.datasets.transforms import CorruptImageError
     from mmfastvit.fileio import CheckpointError
     from mmfastvit.hand.apis import hand_demo
-    from mmfastvit.hand.mano import make_synthetic_mano
+    from mmfastvit.hand import make_synthetic_mano
 
     cfg_options = dict(args.cfg_options or {})
     if args.synthetic_mano:

@@ -32,11 +32,10 @@ from mmengine.dataset import BaseDataset
 
 from mmfastvit.registry import DATASETS
 
+from .conventions import NUM_JOINTS, NUM_MANO_PARAMS, NUM_VERTICES
+
 SPLITS = ('training', 'evaluation')
 VERSION_NAMES = ('green screen', 'homogenized', 'sample', 'auto')
-NUM_JOINTS = 21
-NUM_VERTICES = 778
-NUM_MANO_PARAMS = 61  # pose 48 | betas 10 | uv_root 2 | scale 1
 
 # Annotation name (the JSON is ``<split>_<name>.json``) -> (shape of one item, what one item is, data-info key).
 ANNOTATIONS: Dict[str, Tuple[Tuple[int, ...], str, str]] = {

@@ -28,8 +28,8 @@ from scipy.spatial import cKDTree
 from mmfastvit.fileio import atomic_write
 from mmfastvit.registry import METRICS
 
-NUM_JOINTS = 21
-NUM_VERTICES = 778
+from .conventions import NUM_JOINTS, NUM_VERTICES
+
 # eval.py's PCK thresholds: get_measures(0.0, 0.05, 100), in metres.
 PCK_MIN, PCK_MAX, PCK_STEPS = 0.0, 0.05, 100
 # eval.py's F-score thresholds (f_threshs), in metres.

@@ -9,13 +9,9 @@ from mmengine.structures import BaseDataElement
 from torch import Tensor, nn
 
 from ..registry import MODELS
+from .conventions import NUM_BETAS, NUM_JOINTS, NUM_MANO_JOINTS, NUM_VERTICES
 from .mano import MANOLayer
 from .rotation import IDENTITY_6D, axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
-
-NUM_POSE_JOINTS = 16  # MANO's global orientation + 15 finger joints
-NUM_BETAS = 10
-NUM_JOINTS = 21  # FreiHAND's joints
-NUM_VERTICES = 778
 
 # Initial weak-perspective scale: METRO's FreiHAND crop is a 180 px box; a hand ~0.6 m from a camera of focal length
 # ~500 px shows one root-relative metre as f / Z = 833 px, i.e. 2 * 833 / 180 = 9.26 units of [-1, 1] crop coordinates.
@@ -86,7 +82,7 @@ class MANORegressionHead(BaseModule):
 
     Example:
         >>> import torch
-        >>> from mmfastvit.hand.mano import make_synthetic_mano
+        >>> from mmfastvit.hand import make_synthetic_mano
         >>> path = make_synthetic_mano('/tmp/MANO_SYNTH.pkl')
         >>> head = MANORegressionHead(768, path)
         >>> for key, value in head(torch.rand(2, 768, 2, 2)).items():
@@ -122,7 +118,7 @@ class MANORegressionHead(BaseModule):
 
         self.mano = MANOLayer(mano_path)
         self.fc_camera = nn.Linear(in_channels, 3)
-        self.fc_pose = nn.Linear(in_channels, NUM_POSE_JOINTS * 6)
+        self.fc_pose = nn.Linear(in_channels, NUM_MANO_JOINTS * 6)
         self.fc_betas = nn.Linear(in_channels, NUM_BETAS)
         self.register_buffer('init_camera', self._parse_init_camera(init_camera), persistent=False)
         self.register_buffer('init_pose', self._parse_init_pose(init_pose), persistent=False)
@@ -138,16 +134,16 @@ class MANORegressionHead(BaseModule):
     def _parse_init_pose(self, init_pose: Union[str, Sequence[float]]) -> Tensor:
         if isinstance(init_pose, str):
             if init_pose == 'identity':
-                return torch.tensor(IDENTITY_6D).repeat(NUM_POSE_JOINTS)
+                return torch.tensor(IDENTITY_6D).repeat(NUM_MANO_JOINTS)
             if init_pose == 'mano_mean':
                 fingers = axis_angle_to_matrix(self.mano.hands_mean.detach().float().cpu().view(15, 3))
                 rotations = torch.cat([torch.eye(3)[None], fingers])
                 return matrix_to_rot6d(rotations).reshape(-1)
             raise ValueError(f'init_pose "{init_pose}" is not one of [\'identity\', \'mano_mean\'] or 96 numbers')
         pose = torch.as_tensor(init_pose, dtype=torch.float32).reshape(-1)
-        if pose.numel() != NUM_POSE_JOINTS * 6:
-            raise ValueError(f'init_pose must be \'identity\', \'mano_mean\' or {NUM_POSE_JOINTS} x 6 = '
-                             f'{NUM_POSE_JOINTS * 6} numbers (6D rotations), got {pose.numel()} numbers')
+        if pose.numel() != NUM_MANO_JOINTS * 6:
+            raise ValueError(f'init_pose must be \'identity\', \'mano_mean\' or {NUM_MANO_JOINTS} x 6 = '
+                             f'{NUM_MANO_JOINTS * 6} numbers (6D rotations), got {pose.numel()} numbers')
         return pose
 
     @torch.no_grad()
@@ -185,7 +181,7 @@ class MANORegressionHead(BaseModule):
         coordinates."""
         x = self._pool(feats)
         camera = self.fc_camera(x)
-        pose_6d = self.fc_pose(x).view(-1, NUM_POSE_JOINTS, 6)
+        pose_6d = self.fc_pose(x).view(-1, NUM_MANO_JOINTS, 6)
         betas = self.fc_betas(x)
         pose = rot6d_to_matrix(pose_6d)
         mesh = self.mano(pose, betas)

@@ -46,7 +46,7 @@ class HandMeshEstimator(ReparameterizeMixin, BaseModel):
 
     Example:
         >>> import torch
-        >>> from mmfastvit.hand.mano import make_synthetic_mano
+        >>> from mmfastvit.hand import make_synthetic_mano
         >>> path = make_synthetic_mano('/tmp/MANO_SYNTH.pkl')
         >>> model = HandMeshEstimator(backbone=dict(type='mmfastvit.FastViT', arch='t8', out_indices=(4,)),
         ...                           head=dict(type='mmfastvit.MANORegressionHead', mano_path=path))

@@ -32,7 +32,8 @@ from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 from mmengine.structures import BaseDataElement
 
-from mmfastvit.hand.mano import freihand_to_full_pose, load_mano_file
+from mmfastvit.hand.conventions import NUM_MANO_PARAMS, freihand_to_full_pose
+from mmfastvit.hand.mano_file import load_mano_file
 from mmfastvit.hand.rotation import axis_angle_to_matrix
 from mmfastvit.registry import TRANSFORMS
 
@@ -100,7 +101,7 @@ class HandPoseFromMANO(BaseTransform):
 
     Args:
         mano_path (str): ``MANO_RIGHT.pkl``, the config's ``mano_path`` (see
-            :func:`mmfastvit.hand.mano.load_mano_file`).
+            :func:`mmfastvit.hand.mano_file.load_mano_file`).
     """
 
     def __init__(self, mano_path: str) -> None:
@@ -111,7 +112,7 @@ class HandPoseFromMANO(BaseTransform):
         if 'mano' not in results:
             return results
         mano = np.asarray(results['mano'], dtype=np.float64).reshape(-1)
-        if mano.shape != (61, ):
+        if mano.shape != (NUM_MANO_PARAMS, ):
             raise ValueError(f'HandPoseFromMANO: "mano" of {results.get("img_path", "the sample")} has '
                              f'{mano.size} values, expected FreiHAND\'s 61 (pose 48 | betas 10 | uv_root 2 | scale 1)')
         full_pose = freihand_to_full_pose(torch.from_numpy(mano), self.hands_mean)

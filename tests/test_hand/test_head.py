@@ -5,8 +5,8 @@ import torch
 from mmengine.model import BaseModule
 from mmengine.structures import BaseDataElement
 
+from mmfastvit.hand import MANOLayer, load_mano_file, make_synthetic_mano
 from mmfastvit.hand.head import DEFAULT_CAMERA_SCALE, MANORegressionHead, weak_perspective_project
-from mmfastvit.hand.mano import MANOLayer, load_mano_file, make_synthetic_mano
 from mmfastvit.hand.rotation import axis_angle_to_matrix, matrix_to_rot6d
 from mmfastvit.registry import MODELS
 

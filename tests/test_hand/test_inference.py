@@ -15,8 +15,8 @@ from mmengine.config import Config
 from helpers import check_ok, randomize_
 from helpers import run_tool as run
 from mmfastvit.datasets.synthetic import make_tiny_freihand
-from mmfastvit.hand import HandMeshInferencer, draw_hand_mesh, inference_hand, init_hand_model, save_obj
-from mmfastvit.hand.mano import make_synthetic_mano
+from mmfastvit.hand import (HandMeshInferencer, draw_hand_mesh, inference_hand, init_hand_model, make_synthetic_mano,
+                            save_obj)
 from mmfastvit.hand.transforms import HandCropAffine
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

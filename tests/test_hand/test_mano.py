@@ -13,10 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from mmfastvit.hand.mano import (MANO_PARENTS, MANO_SHAPES, MANO_TIP_VERTICES, MANO_TO_FREIHAND, MANOLayer,
-                                 freihand_to_full_pose, load_mano_file, make_synthetic_mano, official_joints,
-                                 save_chumpy_style_mano, split_freihand_mano, synthetic_mano_params)
+from mmfastvit.datasets.synthetic.mano import make_synthetic_mano, synthetic_mano_params
+from mmfastvit.hand.conventions import (MANO_PARENTS, MANO_TIP_VERTICES, MANO_TO_FREIHAND, freihand_to_full_pose,
+                                        official_joints, split_freihand_mano)
+from mmfastvit.hand.mano import MANOLayer
+from mmfastvit.hand.mano_file import MANO_SHAPES, load_mano_file
 from mmfastvit.hand.rotation import axis_angle_to_matrix
+
+from .mano_files import save_chumpy_style_mano
 
 F64 = torch.float64
 # FreiHAND joint -> its source, written out from the joint orders (not from MANO_TO_FREIHAND): ('J', i) is MANO joint i

@@ -6,8 +6,8 @@ from mmengine.optim import OptimWrapper
 from mmengine.structures import BaseDataElement
 
 from helpers import randomize_, relative_error
+from mmfastvit.hand import MANOLayer, make_synthetic_mano
 from mmfastvit.hand.head import MANORegressionHead
-from mmfastvit.hand.mano import MANOLayer, make_synthetic_mano
 from mmfastvit.hand.model import IMAGENET_MEAN, IMAGENET_STD, HandMeshEstimator
 from mmfastvit.hand.rotation import axis_angle_to_matrix
 from mmfastvit.models import FastViT, reparameterize_model

@@ -14,7 +14,8 @@ from PIL import Image
 
 from mmfastvit.datasets.synthetic import make_tiny_freihand
 from mmfastvit.datasets.synthetic.freihand import GREEN_SCREEN, HOMOGENIZED, MARGIN
-from mmfastvit.hand.mano import MANO_TIP_VERTICES, MANO_TO_FREIHAND, MANOLayer, load_mano_file
+from mmfastvit.hand import MANOLayer, load_mano_file
+from mmfastvit.hand.conventions import MANO_TIP_VERTICES, MANO_TO_FREIHAND
 from mmfastvit.hand.rotation import axis_angle_to_matrix
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -12,8 +12,9 @@ from mmengine.dataset import Compose
 from mmengine.structures import BaseDataElement
 
 from mmfastvit.datasets.synthetic.freihand import make_tiny_freihand
+from mmfastvit.hand import MANOLayer, make_synthetic_mano
+from mmfastvit.hand.conventions import freihand_to_full_pose
 from mmfastvit.hand.dataset import FreiHANDDataset
-from mmfastvit.hand.mano import MANOLayer, freihand_to_full_pose, make_synthetic_mano
 from mmfastvit.hand.rotation import axis_angle_to_matrix
 from mmfastvit.hand.transforms import (HandColorNoise, HandCropAffine, HandPoseFromMANO, PackHandInputs,
                                        apply_affine, hand_crop_matrix, project, rotation_about_optical_axis)

@@ -27,11 +27,11 @@ Reading rules (the same for the released data, where N = 32560 unique training s
   annotations are entry ``i`` of every ``training_*.json`` and its mask is ``training/mask/%08d.jpg % i``.
 - ``*_mano.json`` entries are 1x61 (a list holding one list of 61 numbers), as released. ``pose[0:3]`` is the global
   orientation and ``pose[3:48]`` the finger pose relative to MANO's mean hand: the full pose is
-  ``hands_mean + pose[3:48]`` (:func:`mmfastvit.hand.mano.freihand_to_full_pose`). ``uv_root`` is the pixel
+  ``hands_mean + pose[3:48]`` (:func:`mmfastvit.hand.conventions.freihand_to_full_pose`). ``uv_root`` is the pixel
   projection of ``xyz[0]`` and ``scale`` is ``focal / xyz[0][2]`` with ``focal = (fx + fy) / 2``, so that, as in
   FreiHAND's toolbox, ``xyz[0] = (uv_root - (cx, cy), focal) / scale``.
 - ``verts = MANO(full pose, betas) + t`` for a translation ``t``, and ``xyz`` are the official joints of ``verts``
-  (:func:`mmfastvit.hand.mano.official_joints`); projection ``uv = (K @ xyz.T).T; uv = uv[:, :2] / uv[:, 2:]``.
+  (:func:`mmfastvit.hand.conventions.official_joints`); projection ``uv = (K @ xyz.T).T; uv = uv[:, :2] / uv[:, 2:]``.
 
 Output is a function of the arguments only (and of the MANO file). Needs numpy, Pillow, torch and smplx (the last two
 imported when used, so importing ``mmfastvit.datasets`` does not need them).
@@ -137,7 +137,9 @@ class _HandSampler:
     def __init__(self, mano_path: str):
         import torch
 
-        from mmfastvit.hand.mano import MANOLayer, load_mano_file, official_joints
+        from mmfastvit.hand.conventions import official_joints
+        from mmfastvit.hand.mano import MANOLayer
+        from mmfastvit.hand.mano_file import load_mano_file
         from mmfastvit.hand.rotation import axis_angle_to_matrix
         self.torch = torch
         self.layer = MANOLayer(mano_path, dtype=torch.float64)
@@ -209,7 +211,7 @@ def make_tiny_freihand(root: str,
         eval_annotations (bool): Also write ``evaluation_{xyz,verts,mano}.json`` (released later by FreiHAND as
             ``FreiHAND_pub_v2_eval``). Defaults to True.
         mano_path (str, optional): MANO model to pose the hands with. Defaults to None: a synthetic one
-            (:func:`mmfastvit.hand.mano.make_synthetic_mano`, seeded with ``seed``) written to
+            (:func:`mmfastvit.datasets.synthetic.mano.make_synthetic_mano`, seeded with ``seed``) written to
             ``root/MANO_RIGHT.pkl``; configs trained on the set must use the same file.
         size (int): Image side in pixels (at least 64; FreiHAND's is 224). Defaults to 224.
         seed (int): Seed; the same arguments give the same files. Defaults to 0.
@@ -231,7 +233,7 @@ def make_tiny_freihand(root: str,
         raise ValueError(f'eval_annotations must be a bool, got {eval_annotations!r}')
     os.makedirs(root, exist_ok=True)
     if mano_path is None:
-        from mmfastvit.hand.mano import make_synthetic_mano
+        from .mano import make_synthetic_mano
         mano_path = make_synthetic_mano(osp.join(root, 'MANO_RIGHT.pkl'), seed=seed)
     elif not osp.isfile(mano_path):
         raise ValueError(f'mano_path {mano_path!r} is not a file (leave it None for a synthetic MANO model)')
