@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from mmfastvit.convert import timm_to_mmfastvit
 from mmfastvit.deploy.latency import cpu_model, peak_extra_memory, summarize, time_interleaved, write_text_atomic
 from mmfastvit.models import FastViT, FastViTClassifier
-from mmfastvit.testing import randomize_fusable_state_
+from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_
 
 try:
     import timm

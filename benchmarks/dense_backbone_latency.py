@@ -42,7 +42,7 @@ from torch import nn
 from mmfastvit.deploy.latency import (add_measurement_options, load_average, machine_info, peak_extra_memory, summarize,
                                       time_interleaved, wait_for_load, write_text_atomic)
 from mmfastvit.models import FastViT
-from mmfastvit.testing import randomize_fusable_state_, relative_error
+from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_, relative_error
 
 FORMS = ('unfused', 'ref_fused', 'deploy')
 BASELINES = ('resnet50_v1c', 'resnet50', 'poolformer_s12')

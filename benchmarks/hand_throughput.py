@@ -47,7 +47,7 @@ from mmfastvit.deploy.latency import (add_measurement_options, load_average, mac
                                       time_interleaved, wait_for_load, write_text_atomic)
 from mmfastvit.hand import HandMeshEstimator, make_synthetic_mano
 from mmfastvit.models import FastViT, reparameterize_model
-from mmfastvit.testing import randomize_fusable_state_, relative_error
+from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_, relative_error
 
 try:
     import torchvision

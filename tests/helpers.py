@@ -7,8 +7,8 @@ from typing import Optional
 
 from torch import nn
 
-from mmfastvit.testing import randomize_fusable_state_ as randomize_  # noqa: F401
-from mmfastvit.testing import relative_error  # noqa: F401
+from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_ as randomize_  # noqa: F401
+from mmfastvit.models.utils.fusion_checks import relative_error  # noqa: F401
 
 
 def num_params(model: nn.Module) -> int:

@@ -78,7 +78,7 @@ from mmfastvit.analysis import flop_analyzer
 from mmfastvit.convert import timm_to_mmfastvit
 from mmfastvit.models import FastViT, FastViTClassifier, reparameterize_model
 from mmfastvit.registry import MODELS
-from mmfastvit.testing import randomize_fusable_state_
+from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_
 model = randomize_fusable_state_(FastViTClassifier('sa12')).eval()
 x = torch.rand(1, 3, 64, 64)
 with torch.no_grad():

@@ -28,7 +28,7 @@ from mmfastvit.convert import mmfastvit_to_apple
 from mmfastvit.fileio import atomic_save
 from mmfastvit.models import FastViT
 from mmfastvit.models.classifier import FastViTClassifier
-from mmfastvit.testing import randomize_fusable_state_, relative_error
+from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_, relative_error
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -22,7 +22,7 @@ from .. import __version__
 from ..engine.checkpoint import mmengine_checkpoint_globals
 from ..fileio import CheckpointError, atomic_save
 from ..models.utils.reparam import fused_level, reparameterize_model
-from ..testing import relative_error
+from ..models.utils.fusion_checks import relative_error
 
 # Fused and unfused outputs differ by float32 rounding only (observed 1e-6 relative); a wrong fusion is off by O(1).
 FUSION_TOLERANCE = 1e-4

@@ -85,7 +85,7 @@ def timm_fused_pair(variant: str, seed: int = 0) -> Tuple[Deployable, nn.Module]
 
     from ..convert import timm_to_mmfastvit
     from ..models.classifier import FastViTClassifier
-    from ..testing import randomize_fusable_state_
+    from ..models.utils.fusion_checks import randomize_fusable_state_
     from .loading import as_deployable
 
     torch.manual_seed(seed)

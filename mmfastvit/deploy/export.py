@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..models.utils.reparam import reparameterize_model
-from ..testing import relative_error
+from ..models.utils.fusion_checks import relative_error
 from .export_form import REWRITES, applied_rewrites, to_export_form
 from .latency import machine_info
 from .loading import INPUT_NAME, Deployable

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..fileio import CheckpointError
 from ..models import FastViT, FastViTClassifier, FMViT, FMViTClassifier
-from ..testing import randomize_fusable_state_
+from ..models.utils.fusion_checks import randomize_fusable_state_
 from .export_form import ExportClassifier
 
 CLASSIFIER, BACKBONE = 'classifier', 'backbone'
@@ -205,10 +205,10 @@ def calibrate_batchnorm_(model: nn.Module, seed: int = 0, shape: Tuple[int, int]
     least ``min_var``, in place (affine values stay); returns the model in eval mode.
 
     FMViT has no layer scales and ReLU throughout, so with the random statistics of
-    :func:`~mmfastvit.testing.randomize_fusable_state_` its activations grow block after block (FMViT-L's logits
-    reach 1e11, where float32 rounding alone exceeds any absolute tolerance). Batch statistics keep every BatchNorm
-    output near its affine scale and are still far from identities. The variance floor keeps a BatchNorm from
-    scaling up a channel that barely varies on random images: without it, float32 rounding grows ~1.14x per block
+    :func:`~mmfastvit.models.utils.fusion_checks.randomize_fusable_state_` its activations grow block after block
+    (FMViT-L's logits reach 1e11, where float32 rounding alone exceeds any absolute tolerance). Batch statistics keep
+    every BatchNorm output near its affine scale and are still far from identities. The variance floor keeps a BatchNorm
+    from scaling up a channel that barely varies on random images: without it, float32 rounding grows ~1.14x per block
     and FMViT-L's fused and unfused float32 outputs differ by 2e-4 (relative) at 224x224, though in float64 the two
     agree to 5e-13; with it, they differ by 2e-7, as FastViT's do.
     """

@@ -16,7 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmfastvit.deploy.loading import calibrate_batchnorm_
 from mmfastvit.models import FMViT, FMViTClassifier, reparameterize_model
-from mmfastvit.testing import randomize_fusable_state_, relative_error
+from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_, relative_error
 
 CONFIG_DIR = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', 'configs'))
 # variant: (FMB output channels = the head's in_channels, drop path: FastViT's for its variant of similar size)

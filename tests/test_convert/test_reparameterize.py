@@ -9,7 +9,7 @@ from mmengine.config import Config
 
 from mmfastvit.convert.reparameterize import build_model_from_config, reparameterize_checkpoint
 from mmfastvit.fileio import CheckpointError
-from mmfastvit.testing import randomize_fusable_state_
+from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'reparameterize.py')

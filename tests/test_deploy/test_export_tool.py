@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmfastvit.convert.reparameterize import build_model_from_config
 from mmfastvit.deploy.loading import calibrate_batchnorm_, default_shape, load_from_config
 from mmfastvit.deploy.runtimes import probe
-from mmfastvit.testing import randomize_fusable_state_
+from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO, 'tools', 'deploy', 'export.py')

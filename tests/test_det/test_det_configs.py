@@ -162,7 +162,7 @@ def test_init_cfg_loads_a_converted_imagenet_checkpoint(tmp_path):
     from mmengine.logging import MMLogger
 
     from mmfastvit.models import FastViTClassifier
-    from mmfastvit.testing import randomize_fusable_state_
+    from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_
     classifier = randomize_fusable_state_(FastViTClassifier('sa12'), seed=1)
     checkpoint = tmp_path / 'fastvit_sa12_in1k.pth'
     torch.save(dict(state_dict=classifier.state_dict(), meta=dict(arch='sa12')), checkpoint)

@@ -12,7 +12,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
 from mmfastvit.engine import load_runner_checkpoint
-from mmfastvit.testing import randomize_fusable_state_
+from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_
 
 CONFIG = config_path('sa12')
 BOX_ATOL = 1e-3  # pixels

@@ -10,8 +10,7 @@ from helpers import num_params, randomize_, relative_error
 from mmfastvit.analysis import flop_analyzer
 from mmfastvit.models import FMViT, FMViTClassifier
 from mmfastvit.models.backbones.fmvit import CFB, FMB, RLMHSA
-from mmfastvit.models.layers import DropPath
-from mmfastvit.models.utils import MultiGroupConv
+from mmfastvit.models.layers import DropPath, MultiGroupConv
 
 VARIANTS = list(FMViT.arch_zoo)
 STAGE_CHANNELS = {'t': (32, 80, 160, 320), 's': (48, 160, 320, 640), 'm': (96, 160, 480, 960),

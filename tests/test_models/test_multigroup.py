@@ -6,10 +6,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import randomize_, relative_error
+from mmfastvit.models.layers import MultiGroupConv
 from mmfastvit.models.layers.common import PointwiseConv
-from mmfastvit.models.utils import (ConvBranch, MultiGroupConv, Reparameterizable, embed_grouped_kernel,
-                                    fuse_multigroup, identity_branch)
-from mmfastvit.models.utils.multigroup import multigroup_branches
+from mmfastvit.models.utils import (ConvBranch, Reparameterizable, embed_grouped_kernel, fuse_multigroup,
+                                    identity_branch, multigroup_branches)
 
 
 def _bn(channels, seed, dtype):

@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmfastvit.convert.download import apple_weights_url
 from mmfastvit.models import FastViT, FastViTClassifier
 from mmfastvit.models.utils.reparam import reparameterize_model
-from mmfastvit.testing import randomize_fusable_state_, relative_error
+from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_, relative_error
 
 pytest.importorskip('mmseg')
 

@@ -13,7 +13,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ...registry import MODELS
 from ..layers.common import DropPath
-from ..utils.multigroup import MultiGroupConv, multigroup_branches
+from ..layers.multigroup import MultiGroupConv
+from ..utils.multigroup import multigroup_branches
 from ..utils.reparam import DeployArg, ReparameterizeMixin
 from .base import ReparamBackbone
 

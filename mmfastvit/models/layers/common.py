@@ -4,30 +4,35 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..utils.fusion import fold_output_scale, fuse_conv_bn
+from ..utils.fusion import KernelBias, Size2, fold_output_scale, fuse_conv_bn, to_pair
 
 
 class ConvBN(nn.Module):
-    """A bias-free convolution followed by BatchNorm (one branch of a reparameterizable block)."""
+    """A bias-free convolution followed by BatchNorm (one branch of a reparameterizable block).
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+    The kernel is centred ("same" padding ``k // 2`` on each side), so ``kernel_size`` is odd; it and ``stride`` are
+    an int or an ``(h, w)`` pair.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size2, stride: Size2 = 1,
                  groups: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups,
+        kh, kw = to_pair(kernel_size)
+        self.conv = nn.Conv2d(in_channels, out_channels, (kh, kw), stride, (kh // 2, kw // 2), groups=groups,
                               bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.bn(self.conv(x))
 
-    def kernel_bias(self):
+    def kernel_bias(self) -> KernelBias:
         """The ``(kernel, bias)`` of the equivalent single convolution (eval-mode BN)."""
         return fuse_conv_bn(self.conv.weight, None, self.bn)
 
     def to_fused_conv(self) -> nn.Conv2d:
         """A new convolution with bias equal to this branch in eval mode."""
         conv = self.conv
-        fused = fused_conv(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], conv.groups)
+        fused = fused_conv(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.groups)
         set_weight_bias(fused, *self.kernel_bias())
         return fused
 
@@ -64,12 +69,14 @@ class PointwiseConv(nn.Conv2d):
         return out.view(b, self.out_channels, h, w)
 
 
-def fused_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+def fused_conv(in_channels: int, out_channels: int, kernel_size: Size2, stride: Size2 = 1,
                groups: int = 1) -> nn.Conv2d:
-    """The single biased convolution a fused block becomes ("same" padding); 1x1 ungrouped ones are PointwiseConv."""
-    if kernel_size == 1 and stride == 1 and groups == 1:
+    """The single biased convolution a fused block becomes ("same" padding ``k // 2``, ``kernel_size`` and ``stride``
+    an int or an ``(h, w)`` pair); 1x1, stride-1, ungrouped ones are :class:`PointwiseConv`."""
+    (kh, kw), stride = to_pair(kernel_size), to_pair(stride)
+    if (kh, kw) == (1, 1) and stride == (1, 1) and groups == 1:
         return PointwiseConv(in_channels, out_channels)
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=True)
+    return nn.Conv2d(in_channels, out_channels, (kh, kw), stride, (kh // 2, kw // 2), groups=groups, bias=True)
 
 
 def set_weight_bias(module: nn.Module, weight: Tensor, bias: Tensor) -> None:

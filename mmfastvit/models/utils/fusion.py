@@ -7,13 +7,25 @@ to that form, padded to one kernel size and summed.
 Conventions: convolution kernels are ``(out, in // groups, kh, kw)``; a BatchNorm in eval mode is the per-channel affine
 map ``y = x * scale + shift`` with ``scale = gamma / sqrt(var + eps)`` and ``shift = beta - mean * scale``.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 KernelBias = Tuple[Tensor, Tensor]
+# A kernel size or stride: one int for both sides, or ``(height, width)``.
+Size2 = Union[int, Tuple[int, int]]
+
+
+def to_pair(value: Size2) -> Tuple[int, int]:
+    """``(value, value)`` for an int, else ``value`` checked to be a pair of ints."""
+    if isinstance(value, int):
+        return value, value
+    pair = tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
+        raise ValueError(f'expected an int or a pair of ints, got {value!r}')
+    return pair
 
 
 def bn_scale_shift(bn: nn.BatchNorm2d) -> KernelBias:

@@ -10,30 +10,18 @@ Summing the embedded kernels gives the one convolution used at inference.
 RepVGG's 1x1 branch (``K_i = 1``), ACNet's 3x1 / 1x3 branches and the BatchNorm identity branch (a ``CONV(1, 1, C)``
 with unit weights, see :func:`identity_branch`) are all special cases.
 
-Pure functions first (:func:`embed_grouped_kernel`, :func:`fuse_multigroup`), then the train-time module
-:class:`MultiGroupConv`.
+Only pure functions live here (:func:`embed_grouped_kernel`, :func:`fuse_multigroup`, ...); the train-time module
+built on them is :class:`mmfastvit.models.layers.MultiGroupConv`.
 """
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from ..layers.common import PointwiseConv, set_weight_bias
-from .fusion import KernelBias, fuse_conv_bn
-from .reparam import DeployArg, Reparameterizable
+from .fusion import KernelBias, Size2, fuse_conv_bn, to_pair
 
-Size2 = Union[int, Tuple[int, int]]
 # A branch of MultiGroupConv: (kernel size, groups), e.g. ((3, 1), 1) or (1, 4).
 BranchSpec = Tuple[Size2, int]
-
-
-def _pair(value: Size2) -> Tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    pair = tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
-        raise ValueError(f'expected an int or a pair of ints, got {value!r}')
-    return pair
 
 
 class ConvBranch(NamedTuple):
@@ -72,7 +60,7 @@ def embed_grouped_kernel(weight: Tensor, groups: int, target_groups: int, kernel
     Returns:
         Tensor: ``(out, in // target_groups, K_h, K_w)``.
     """
-    big_h, big_w = _pair(kernel_size)
+    big_h, big_w = to_pair(kernel_size)
     out_channels, in_per_group, kh, kw = weight.shape
     in_channels = in_per_group * groups
     if groups < target_groups or groups % target_groups:
@@ -130,117 +118,8 @@ def fuse_multigroup(branches: Sequence[ConvBranch], groups: int, kernel_size: Si
     return weight, bias
 
 
-class _ConvBN(nn.Module):
-    """A bias-free, centred-padding convolution (any odd ``kh x kw``, any groups) followed by BatchNorm."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Tuple[int, int], stride: Tuple[int, int],
-                 groups: int) -> None:
-        super().__init__()
-        padding = (kernel_size[0] // 2, kernel_size[1] // 2)
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.bn(self.conv(x))
-
-    def branch(self) -> ConvBranch:
-        return ConvBranch(self.conv.weight, self.conv.groups, None, self.bn)
-
-
 def multigroup_branches(in_channels: int, out_channels: int, groups: Sequence[int],
                         kernel_size: Size2 = 1) -> List[BranchSpec]:
     """``(kernel_size, g)`` branch specs for each ``g`` in ``groups`` that divides both channel counts (the others
     are skipped, so one setting serves every width)."""
     return [(kernel_size, g) for g in groups if in_channels % g == 0 and out_channels % g == 0]
-
-
-class MultiGroupConv(Reparameterizable):
-    """A ``CONV(K_h, K_w, G)``-BN trained with parallel ``CONV(K_hi, K_wi, G_i)``-BN branches and an optional
-    BatchNorm identity branch, summed (no activation); fuses into one biased ``nn.Conv2d``.
-
-    Args:
-        in_channels (int): Input channels.
-        out_channels (int): Output channels.
-        kernel_size (int | tuple[int, int]): The main (target) kernel, odd sizes.
-        stride (int | tuple[int, int]): Stride of every branch. Defaults to 1.
-        groups (int): Groups of the main branch and of the fused convolution. Defaults to 1.
-        branches (Sequence[tuple]): Extra branches as ``(kernel_size, groups)``: kernels no larger than the main one
-            (odd sizes), groups multiples of ``groups`` dividing both channel counts. Defaults to ``()``.
-        identity (bool): A BatchNorm identity branch (needs ``in_channels == out_channels`` and stride 1).
-            Defaults to False.
-        deploy (bool | str): Build the fused form directly. Defaults to False.
-
-    Example:
-        >>> import torch
-        >>> conv = MultiGroupConv(16, 16, 3, branches=[((3, 1), 1), ((1, 3), 1), (1, 4)], identity=True).eval()
-        >>> x = torch.randn(1, 16, 8, 8)
-        >>> y = conv(x)
-        >>> torch.allclose(conv.reparameterize()(x), y, atol=1e-5), type(conv.reparam_conv).__name__
-        (True, 'Conv2d')
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size2, stride: Size2 = 1, groups: int = 1,
-                 branches: Sequence[BranchSpec] = (), identity: bool = False, deploy: DeployArg = False) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.groups = _pair(kernel_size), _pair(stride), groups
-        if not (self.kernel_size[0] % 2 and self.kernel_size[1] % 2):
-            raise ValueError(f'kernel_size={kernel_size}: MultiGroupConv needs odd kernel sizes (centred padding)')
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f'groups={groups} does not divide in_channels={in_channels} and '
-                             f'out_channels={out_channels}')
-        specs = [(_pair(k), g) for k, g in branches]
-        for (kh, kw), g in specs:
-            if kh > self.kernel_size[0] or kw > self.kernel_size[1] or not (kh % 2 and kw % 2):
-                raise ValueError(f'branch kernel {kh}x{kw} is not an odd size within the main '
-                                 f'{self.kernel_size[0]}x{self.kernel_size[1]}')
-            if g % groups or in_channels % g or out_channels % g:
-                raise ValueError(f'branch groups={g} must be a multiple of groups={groups} and divide '
-                                 f'in_channels={in_channels} and out_channels={out_channels}')
-        if identity and (in_channels != out_channels or self.stride != (1, 1)):
-            raise ValueError(f'an identity branch needs in_channels == out_channels and stride 1, got '
-                             f'{in_channels} -> {out_channels}, stride {stride}')
-        self.branch_specs = tuple(specs)
-        if self.builds_fused(deploy):
-            self.reparam_conv = self._fused_conv()
-        else:
-            self.main = _ConvBN(in_channels, out_channels, self.kernel_size, self.stride, groups)
-            self.branches = nn.ModuleList(_ConvBN(in_channels, out_channels, k, self.stride, g) for k, g in specs)
-            self.identity = nn.BatchNorm2d(in_channels) if identity else None
-
-    def _fused_conv(self) -> nn.Conv2d:
-        if self.kernel_size == (1, 1) and self.stride == (1, 1) and self.groups == 1:
-            return PointwiseConv(self.in_channels, self.out_channels)
-        padding = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
-        return nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, padding,
-                         groups=self.groups, bias=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.deploy:
-            return self.reparam_conv(x)
-        out = self.main(x)
-        for branch in self.branches:
-            out = out + branch(x)
-        if self.identity is not None:
-            out = out + self.identity(x)
-        return out
-
-    def kernel_bias(self) -> KernelBias:
-        """The ``(weight, bias)`` of the fused convolution, in either form."""
-        if self.deploy:
-            return self.reparam_conv.weight, self.reparam_conv.bias
-        branches = [self.main.branch()] + [b.branch() for b in self.branches]
-        if self.identity is not None:
-            branches.append(identity_branch(self.in_channels, self.identity))
-        return fuse_multigroup(branches, self.groups, self.kernel_size)
-
-    def _fuse(self) -> None:
-        with torch.no_grad():
-            weight, bias = self.kernel_bias()
-        self.reparam_conv = self._fused_conv().to(weight)  # same dtype and device as the train-time form
-        set_weight_bias(self.reparam_conv, weight, bias)
-        del self.main, self.branches, self.identity
-
-    def extra_repr(self) -> str:
-        return (f'{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, '
-                f'groups={self.groups}, branches={list(self.branch_specs)}')

@@ -1,8 +1,15 @@
-"""Helpers for checking fusion, shared by the tests, the demo and the benchmarks (torch only)."""
+"""Helpers for verifying a fusion numerically (torch only), used by the conversion and deploy code, the demo, the
+benchmarks and the tests."""
 import torch
 from torch import nn
 
-from .models.layers.common import LayerScale2d
+# Layer-scale classes by name: ours (mmfastvit.models.layers.LayerScale2d) and timm's (LayerScale2d, LayerScale);
+# both keep the scale in a ``gamma`` parameter. Matched by name so that this module needs no layer import.
+LAYER_SCALE_NAMES = ('LayerScale2d', 'LayerScale')
+
+
+def _is_layer_scale(module: nn.Module) -> bool:
+    return any(cls.__name__ in LAYER_SCALE_NAMES for cls in type(module).__mro__)
 
 
 @torch.no_grad()
@@ -21,7 +28,7 @@ def randomize_fusable_state_(model: nn.Module, seed: int = 0) -> nn.Module:
             if module.affine:
                 module.weight.copy_(torch.rand(n, generator=gen) + 0.5)
                 module.bias.copy_(torch.randn(n, generator=gen) * 0.2)
-        elif isinstance(module, LayerScale2d) or type(module).__name__ in ('LayerScale2d', 'LayerScale'):
+        elif _is_layer_scale(module):
             module.gamma.copy_(torch.rand(module.gamma.shape, generator=gen) * 0.5 + 0.1)
     return model
 
