@@ -100,7 +100,7 @@ def _find_weights(obj: Any, ema: Optional[bool]) -> Tuple[Any, str]:
     if not isinstance(obj, Mapping):
         return obj, ''
     primary = next((k for k in WEIGHT_CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
-    averaged = next((k for k in EMA_CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+    averaged = ema_weights_key(obj) or None
     # mmengine's EMAHook swaps before saving: 'state_dict' holds the averaged weights, 'ema_state_dict' the raw ones
     # (as 'module.<name>', plus the average's 'steps' counter).
     swapped = averaged == 'ema_state_dict' and primary == 'state_dict'

@@ -15,7 +15,7 @@ import os.path as osp
 from typing import Optional, Sequence
 
 from mmfastvit.engine.cli import (add_common_args, apply_common_args, build_runner, check_data_paths,
-                                  export_local_rank, fail, load_config, run_reporting_bad_input,
+                                  config_type_name, export_local_rank, fail, load_config, run_reporting_bad_input,
                                   use_checked_image_loader)
 
 # Visualization hooks by type name, and how --show-dir turns each on:
@@ -44,21 +44,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def _type_name(hook_cfg) -> str:
-    """``'DetVisualizationHook'`` for type 'mmdet.DetVisualizationHook', 'DetVisualizationHook' or the class."""
-    hook_type = hook_cfg.get('type', '')
-    return (hook_type if isinstance(hook_type, str) else getattr(hook_type, '__name__', '')).rsplit('.', 1)[-1]
-
-
 def enable_visualization(cfg, show_dir: str, config_path: str, tta: bool = False) -> None:
     """Turns on the config's visualization hook(s) so that test predictions are drawn into ``show_dir``."""
     hooks = list((cfg.get('default_hooks') or {}).values()) + list(cfg.get('custom_hooks') or [])
-    hooks = [hook for hook in hooks if hook is not None and _type_name(hook) in VISUALIZATION_HOOKS]
+    hooks = [hook for hook in hooks if hook is not None and config_type_name(hook) in VISUALIZATION_HOOKS]
     if not hooks:
         fail(f'--show-dir needs a visualization hook, and config "{config_path}" has none in default_hooks or '
              f'custom_hooks (one of {list(VISUALIZATION_HOOKS)})')
     for hook in hooks:
-        name = _type_name(hook)
+        name = config_type_name(hook)
         if name == 'VisualizationHook':
             if tta:  # it draws data_batch['inputs'][i], which TTA turns into one list per augmentation
                 fail('--show-dir cannot be combined with --tta for mmpretrain: its VisualizationHook does not draw '

@@ -180,13 +180,13 @@ def _print_log(message: str) -> None:
     print_log(message, logger='current')
 
 
-def _download(url: str, dst: str, progress: bool) -> int:
-    """Downloads ``url``'s file (from its mirror if set) into the open-able path ``dst``; returns its size.
+def _download(url: str, source: str, dst: str, progress: bool) -> int:
+    """Downloads Apple's ``url`` from ``source`` (:func:`download_source`: itself or its mirror) into the open-able
+    path ``dst``; returns its size.
 
     Raises:
         WeightsDownloadError: network or HTTP error, or fewer / more bytes than ``Content-Length`` announced.
     """
-    source = download_source(url)
     via = f' (from mirror {source})' if source != url else ''
     request = urllib.request.Request(source, headers={'User-Agent': f'mmfastvit/{__version__}'})
     received = 0
@@ -299,7 +299,7 @@ def fetch_apple_weights(url: str, progress: Optional[bool] = None, hub_dir: Opti
     try:
         source = download_source(url)
         log(f'downloading {url}{f" from {source}" if source != url else ""} to {paths.source}')
-        size = _download(url, tmp_source, progress)
+        size = _download(url, source, tmp_source, progress)
         digest = sha256_of(tmp_source)
         if record is not None and digest != record['sha256']:
             raise WeightsChecksumError(

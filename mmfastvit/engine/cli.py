@@ -60,6 +60,13 @@ def apply_common_args(cfg, args: argparse.Namespace) -> None:
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
 
 
+def config_type_name(cfg_dict) -> str:
+    """The class name a config dict's ``type`` names: ``'DetVisualizationHook'`` for ``'mmdet.DetVisualizationHook'``,
+    ``'DetVisualizationHook'`` or the class itself."""
+    type_ = cfg_dict.get('type', '')
+    return (type_ if isinstance(type_, str) else getattr(type_, '__name__', '')).rsplit('.', 1)[-1]
+
+
 def _datasets(dataset, where: str) -> Iterator[Tuple[str, dict]]:
     """(config path, dataset dict) of ``dataset`` and of the datasets inside wrappers (RepeatDataset and
     ClassBalancedDataset: ``dataset``, ConcatDataset: ``datasets``)."""
@@ -130,7 +137,7 @@ def enable_tensorboard(cfg) -> None:
     if visualizer is None:
         fail('--tensorboard: the config has no visualizer to add the TensorBoard backend to')
     backends = list(visualizer.get('vis_backends') or [])
-    if not any(str(backend.get('type', '')).rsplit('.', 1)[-1] == TENSORBOARD_BACKEND for backend in backends):
+    if not any(config_type_name(backend) == TENSORBOARD_BACKEND for backend in backends):
         backends.append(dict(type=TENSORBOARD_BACKEND))
     visualizer.vis_backends = backends
 

@@ -43,6 +43,7 @@ from mmengine.runner import load_checkpoint
 from mmengine.structures import BaseDataElement
 
 from mmfastvit.engine.checkpoint import mmengine_checkpoint_globals
+from mmfastvit.engine.cli import config_type_name
 from mmfastvit.registry import MODELS, TRANSFORMS
 
 from .mesh_io import save_obj
@@ -54,11 +55,6 @@ ImageInput = Union[str, os.PathLike, np.ndarray]
 Box = Optional[Sequence[float]]
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 _EXPECTED_IMAGE = 'an image path (str) or an H x W x 3 (or H x W) uint8 BGR numpy array, as cv2.imread returns'
-
-
-def _type_name(transform: dict) -> str:
-    name = transform.get('type', '')
-    return (name if isinstance(name, str) else getattr(name, '__name__', '')).rsplit('.', 1)[-1]
 
 
 def load_hand_config(config: Union[str, os.PathLike, Config], cfg_options: Optional[dict] = None) -> Config:
@@ -183,7 +179,7 @@ class HandInferencePipeline:
 
     def __init__(self, cfg: Config) -> None:
         pipeline = _test_pipeline(cfg)
-        crops = [step for step in pipeline if _type_name(step) == 'HandCropAffine']
+        crops = [step for step in pipeline if config_type_name(step) == 'HandCropAffine']
         if len(crops) != 1:
             raise ValueError(f'the test pipeline of config {getattr(cfg, "filename", "")!r} has {len(crops)} '
                              f'HandCropAffine steps, expected one (the test-time hand crop)')
@@ -196,9 +192,9 @@ class HandInferencePipeline:
                              f'image, which the inference crop assumes (its side: twice the centre)')
         self.out_size = crop.out_size
         self.box_ratio = crop.box_size / (2.0 * crop.center[0])  # FreiHAND: 180 / 224
-        loaders = [step for step in pipeline if _type_name(step) == 'LoadImageFromFile']
+        loaders = [step for step in pipeline if config_type_name(step) == 'LoadImageFromFile']
         self.loader = TRANSFORMS.build(loaders[0] if loaders else dict(type='mmfastvit.LoadImageFromFile'))
-        packs = [step for step in pipeline if _type_name(step) == 'PackHandInputs']
+        packs = [step for step in pipeline if config_type_name(step) == 'PackHandInputs']
         pack_cfg = dict(packs[0]) if packs else dict(type='mmfastvit.PackHandInputs')
         meta_keys = tuple(pack_cfg.get('meta_keys', PackHandInputs().meta_keys))
         pack_cfg['meta_keys'] = meta_keys + tuple(k for k in ('ori_shape', 'hand_bbox') if k not in meta_keys)
