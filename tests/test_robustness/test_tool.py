@@ -151,6 +151,23 @@ def test_missing_benchmark_folder_and_checkpoint(setup, tmp_path):
     assert result.returncode == 2 and re.search(r'checkpoint ".*none\.pth" does not exist', error_line(result))
 
 
+def test_corrupt_image_is_named(setup, tmp_path):
+    """A benchmark image that does not decode stops the run in one line naming it (mmfastvit's checked loader, as in
+    tools/test.py), and no table is written."""
+    import shutil
+
+    data = tmp_path / 'data'
+    shutil.copytree(osp.join(setup['data']['root'], 'imagenet-a'), data / 'imagenet-a')
+    victim = sorted((data / 'imagenet-a').rglob('*.JPEG'))[0]
+    victim.write_bytes(b'not a jpeg')
+    out = tmp_path / 'table.json'
+    result = run(TOOL, CONFIG, setup['checkpoint'], '--data-root', data, '--benchmarks', 'a', '--wnids',
+                 setup['data']['wnids_file'], '--out', out, *SHRINK, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f'image "{victim}" is corrupt' in error_line(result)
+    assert not out.exists()
+
+
 def test_apple_weights_by_url(setup, apple_weights_mirror, tmp_path):
     """The documented route to Table 7: Apple's URL as the checkpoint (served from 127.0.0.1 here) is downloaded,
     converted and cached through mmfastvit's loader, then evaluated."""

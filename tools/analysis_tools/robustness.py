@@ -20,7 +20,8 @@ from collections import OrderedDict
 from typing import Dict, Optional, Sequence
 
 from mmfastvit.engine.cli import (add_common_args, apply_common_args, build_runner, check_data_paths,
-                                  export_local_rank, fail, load_config, run_reporting_bad_input)
+                                  export_local_rank, fail, load_config, run_reporting_bad_input,
+                                  use_checked_image_loader)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATASET_CONFIGS = osp.join(REPO, 'configs', '_base_', 'datasets')
@@ -148,6 +149,7 @@ def benchmark_config(args: argparse.Namespace, name: str, partial: bool):
     cfg.default_hooks.setdefault('logger', ConfigDict(type='LoggerHook'))
     cfg.default_hooks.logger.interval = args.log_interval
     cfg.experiment_name = f'robustness_{name}_{time.strftime("%Y%m%d_%H%M%S")}'
+    use_checked_image_loader(cfg, ('test', ))  # a corrupt image is named, as in tools/test.py
     return cfg
 
 
