@@ -237,7 +237,8 @@ listed = mmpretrain.list_models()
 model = mmpretrain.get_model('fastvit-t8_in1k', pretrained=False)
 inferencer = ImageClassificationInferencer('fastvit-t8_in1k', pretrained=False, device='cpu')
 result = inferencer(sys.argv[1])[0]
-print(json.dumps(dict(
+# on a line of its own: the Inferencer's progress bar may leave the line it draws on unterminated
+print('\nRESULT ' + json.dumps(dict(
     names=names, heavy=heavy, ours=[n for n in listed if n in names], theirs=len([n for n in listed if n not in names]),
     resnet='resnet50_8xb32_in1k' in listed, backbone=type(model.backbone).__name__,
     params=sum(p.numel() for p in model.parameters()),
@@ -248,7 +249,9 @@ print(json.dumps(dict(
     result = subprocess.run([sys.executable, '-c', script, image], capture_output=True, text=True, cwd=str(tmp_path),
                             env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    marked = [line for line in result.stdout.splitlines() if line.startswith('RESULT ')]
+    assert len(marked) == 1, result.stdout[-3000:]
+    out = json.loads(marked[0][len('RESULT '):])
     assert out['heavy'] == []
     assert sorted(out['ours']) == sorted(out['names']) == list_models()
     assert out['resnet'] and out['theirs'] > 100
