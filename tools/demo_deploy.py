@@ -9,9 +9,11 @@ import os.path as osp
 
 from mmengine.logging import MMLogger
 
-from mmfastvit.deploy.benchmark import available_backends, markdown_table, run, write_report
+from mmfastvit.deploy.benchmark import run
+from mmfastvit.deploy.engines import available_backends
 from mmfastvit.deploy.export import export
 from mmfastvit.deploy.loading import from_variant
+from mmfastvit.deploy.report import markdown_table, write_report
 from mmfastvit.deploy.runtimes import probe
 
 

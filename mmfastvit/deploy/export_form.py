@@ -1,5 +1,5 @@
-"""Export forms of a fused FastViT or FMViT: the same function as a graph that inference engines run faster (torch
-only).
+"""Export forms of a fused deployable backbone (FastViT, FMViT): the same function as a graph that inference engines
+run faster (torch only).
 
 The deepest fused model (``reparameterize_model(model, 'full')``) is what PyTorch runs fastest. An exported graph is
 executed by another engine, and three parts of FastViT's graph are slow there for reasons of layout, not arithmetic
@@ -33,17 +33,18 @@ form equals the fused model up to float32 rounding; :func:`to_export_form` works
 the result against the fused model before writing anything.
 """
 import copy
-from typing import Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.backbones.fastvit import FastViT
-from ..models.backbones.fmvit import RLMHSA, FMViT
+from ..models.backbones.base import ReparamBackbone
+from ..models.backbones.fmvit import RLMHSA
 from ..models.layers.attention import Attention
 from ..models.layers.embedding import PatchEmbed
 from ..models.layers.mobileone import MobileOneBlock, SEBlock
+from .backbones import facts_of, is_deployable_backbone, names
 
 
 def _conv_like(weight: Tensor, bias: Optional[Tensor], stride: int = 1, padding: int = 0, groups: int = 1) -> nn.Conv2d:
@@ -180,13 +181,9 @@ def _split_final_conv(block: MobileOneBlock) -> Tensor:
 
 def _check_fused(model: nn.Module) -> None:
     for module in model.modules():
-        if isinstance(module, (FastViT, FMViT)) and module.fused_level != 'full':
+        if isinstance(module, ReparamBackbone) and module.fused_level != 'full':
             raise ValueError(f'to_export_form needs the deepest fused model (reparameterize_model(model, "full")); '
                              f'this {type(module).__name__} is at level "{module.fused_level}"')
-
-
-# The backbone output a classifier pools: FastViT's final_conv, FMViT's last stage (the FMB output).
-CLASSIFIER_OUT_INDICES = {FastViT: (FastViT.FINAL_CONV_INDEX,), FMViT: (FMViT.num_stages - 1,)}
 
 
 class ExportClassifier(nn.Module):
@@ -195,16 +192,18 @@ class ExportClassifier(nn.Module):
     GlobalAveragePooling and LinearClsHead).
 
     Args:
-        backbone (FastViT | FMViT): A FastViT with ``out_indices=(4,)`` (up to ``final_conv``) or an FMViT with
-            ``out_indices=(3,)`` (up to the FMB).
+        backbone (nn.Module): A deployable backbone (:mod:`mmfastvit.deploy.backbones`) with the output its
+            classifier pools (``classifier_out_indices``): FastViT with ``out_indices=(4,)`` (up to ``final_conv``),
+            FMViT with ``out_indices=(3,)`` (up to the FMB).
         fc (nn.Linear): The classifier's linear layer.
     """
 
     def __init__(self, backbone: nn.Module, fc: nn.Linear) -> None:
         super().__init__()
-        expected = next((v for cls, v in CLASSIFIER_OUT_INDICES.items() if isinstance(backbone, cls)), None)
-        if expected is None:
-            raise TypeError(f'ExportClassifier takes a FastViT or an FMViT backbone, not {type(backbone).__name__}')
+        if not is_deployable_backbone(backbone):
+            raise TypeError(f'ExportClassifier takes {names("or", article=True)} backbone, not '
+                            f'{type(backbone).__name__}')
+        expected = tuple(backbone.classifier_out_indices)
         if backbone.out_indices != expected:
             raise ValueError(f'ExportClassifier needs out_indices={expected} for {type(backbone).__name__} (the output '
                              f'its classifier pools), got {backbone.out_indices}')
@@ -215,48 +214,85 @@ class ExportClassifier(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(self.backbone(x)[0], 1).flatten(1))
 
 
-REWRITES = ('attention', 'grouped_conv')
+def _attention(model: nn.Module) -> None:
+    """Each attention module -> its channel-first form (:data:`CHANNEL_FIRST`), in place."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            form = next((make for cls, make in CHANNEL_FIRST.items() if isinstance(child, cls)), None)
+            if form is not None:
+                setattr(parent, name, form(child))
+
+
+def _grouped_conv(model: nn.Module) -> None:
+    """Patch embeddings' grouped convs split, and in a classifier the pooled block's (its backbone's
+    ``pooled_block``) with the linear layer absorbing the channel order, in place."""
+    for module in list(model.modules()):
+        if isinstance(module, PatchEmbed):
+            _split_patch_embed(module)
+    if isinstance(model, ExportClassifier):
+        block_name = facts_of(model.backbone).pooled_block
+        block = getattr(model.backbone, block_name) if block_name else None
+        if isinstance(block, MobileOneBlock):
+            perm = _split_final_conv(block)
+            with torch.no_grad():
+                model.fc.weight.copy_(model.fc.weight[:, perm])
+
+
+# attention module -> its channel-first export form
+CHANNEL_FIRST: Dict[type, Callable[[nn.Module], nn.Module]] = {Attention: ChannelFirstAttention,
+                                                                RLMHSA: ChannelFirstRLMHSA}
+# name -> (rewrite in place, the module types it produces: applied_rewrites counts them)
+_REWRITES: Dict[str, Tuple[Callable[[nn.Module], None], Tuple[type, ...]]] = {
+    'attention': (_attention, (ChannelFirstAttention, ChannelFirstRLMHSA)),
+    'grouped_conv': (_grouped_conv, (SplitGroupedConv,)),
+}
+REWRITES = tuple(_REWRITES)
+
+
+def check_rewrites(rewrites: Sequence[str]) -> Tuple[str, ...]:
+    """``rewrites`` as a tuple.
+
+    Raises:
+        ValueError: naming the unknown ones and the valid choices.
+    """
+    unknown = set(rewrites) - set(REWRITES)
+    if unknown:
+        raise ValueError(f'unknown rewrites {sorted(unknown)}; choose from {list(REWRITES)}')
+    return tuple(rewrites)
+
+
+def _declared_rewrites(model: nn.Module) -> Optional[set]:
+    """The rewrites the deployable backbones inside ``model`` declare (their facts' ``rewrites``); None when it has
+    none (a bare layer: every rewrite may act)."""
+    declared = [set(facts_of(m).rewrites) for m in model.modules() if is_deployable_backbone(m)]
+    return set.union(*declared) if declared else None
 
 
 def to_export_form(model: nn.Module, rewrites: Sequence[str] = REWRITES) -> nn.Module:
     """A copy of a fully fused model with the export rewrites applied (see the module docstring).
 
     Args:
-        model (nn.Module): A FastViT / FMViT backbone or an :class:`ExportClassifier`, fused at level ``'full'``.
+        model (nn.Module): A deployable backbone or an :class:`ExportClassifier`, fused at level ``'full'``.
         rewrites (Sequence[str]): Which rewrites: ``'attention'`` (FastViT's attention as
             :class:`ChannelFirstAttention`, FMViT's RLMHSA as :class:`ChannelFirstRLMHSA`) and ``'grouped_conv'``
-            (:class:`SplitGroupedConv` in FastViT's patch embeddings, and in ``final_conv`` when the model is an
-            :class:`ExportClassifier`; FMViT has no such convolution). Defaults to both.
+            (:class:`SplitGroupedConv` in the patch embeddings, and in the pooled block, FastViT's ``final_conv``,
+            when the model is an :class:`ExportClassifier`). Only those its backbone declares act (FMViT has no
+            grouped conv). Defaults to both.
 
     Returns:
         nn.Module: The rewritten copy, in eval mode.
     """
-    unknown = set(rewrites) - set(REWRITES)
-    if unknown:
-        raise ValueError(f'unknown rewrites {sorted(unknown)}; choose from {list(REWRITES)}')
+    rewrites = check_rewrites(rewrites)
     _check_fused(model)
     model = copy.deepcopy(model).eval()
-    if 'attention' in rewrites:
-        for parent in list(model.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, Attention):
-                    setattr(parent, name, ChannelFirstAttention(child))
-                elif isinstance(child, RLMHSA):
-                    setattr(parent, name, ChannelFirstRLMHSA(child))
-    if 'grouped_conv' in rewrites:
-        for module in list(model.modules()):
-            if isinstance(module, PatchEmbed):
-                _split_patch_embed(module)
-        if isinstance(model, ExportClassifier) and isinstance(model.backbone, FastViT):
-            perm = _split_final_conv(model.backbone.final_conv)
-            with torch.no_grad():
-                model.fc.weight.copy_(model.fc.weight[:, perm])
+    declared = _declared_rewrites(model)
+    for name, (rewrite, _) in _REWRITES.items():
+        if name in rewrites and (declared is None or name in declared):
+            rewrite(model)
     return model
 
 
 def applied_rewrites(form: nn.Module) -> dict:
     """How many modules of an export form each rewrite replaced, e.g. ``{'attention': 0, 'grouped_conv': 4}``."""
     modules = list(form.modules())
-    return dict(attention=sum(isinstance(m, (ChannelFirstAttention, ChannelFirstRLMHSA)) for m in modules),
-                grouped_conv=sum(isinstance(m, SplitGroupedConv) for m in modules))
-
+    return {name: sum(isinstance(m, produced) for m in modules) for name, (_, produced) in _REWRITES.items()}

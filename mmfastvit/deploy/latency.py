@@ -3,7 +3,6 @@
 Protocol: every candidate is warmed up, then timed run by run, round-robin across candidates, so drift in the
 machine's speed (frequency scaling, other processes) affects all of them alike; ratios are taken within one run.
 """
-import argparse
 import math
 import os
 import platform
@@ -166,19 +165,6 @@ def wait_for_load(max_load: float, timeout_s: float = 600.0, poll_s: float = 15.
         if log is not None:
             log(f'load average {load["1min"]} >= {max_load}: waiting ({time.monotonic() - start:.0f} s so far)')
         time.sleep(poll_s)
-
-
-def add_measurement_options(parser, child_metavar: str = 'CANDIDATE') -> None:
-    """Adds the options the CPU benchmarks share to an ``argparse`` parser: ``--threads``, ``--seed``,
-    ``--no-memory``, ``--max-load`` / ``--wait-timeout`` (see :func:`wait_for_load`) and the hidden
-    ``--_memory-child`` by which a benchmark measures one candidate's peak memory in a fresh process."""
-    parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch.set_num_threads')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the weights and the input')
-    parser.add_argument('--no-memory', action='store_true', help='skip the per-candidate peak-memory subprocesses')
-    parser.add_argument('--max-load', type=float, default=None,
-                        help='wait until the 1-minute load average is below this before timing')
-    parser.add_argument('--wait-timeout', type=float, default=900, help='longest wait for --max-load, seconds')
-    parser.add_argument('--_memory-child', metavar=child_metavar, help=argparse.SUPPRESS)
 
 
 def matmul_peak(size: int = 2048, runs: int = 10, device: str = 'cpu', dtype: torch.dtype = torch.float32) -> dict:

@@ -1,6 +1,7 @@
 """What gets deployed: the network of a config + checkpoint, or a variant built directly (torch and mmengine only).
 
-A deployable is a plain ``nn.Module`` from one image tensor to tensors. Its backbone is FastViT or FMViT:
+A deployable is a plain ``nn.Module`` from one image tensor to tensors. Its backbone is a deployable backbone
+(:mod:`mmfastvit.deploy.backbones`: FastViT, FMViT):
 
 * a classifier (mmpretrain's ``ImageClassifier`` with ``GlobalAveragePooling`` + ``LinearClsHead``, the distillation
   classifier, :class:`~mmfastvit.models.FastViTClassifier` or :class:`~mmfastvit.models.FMViTClassifier`) becomes
@@ -17,68 +18,26 @@ given; :func:`from_variant` needs none.
 """
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
 from torch import nn
 
 from ..fileio import CheckpointError
-from ..models import FastViT, FastViTClassifier, FMViT, FMViTClassifier
+from ..models.classifier import PooledLinearClassifier
 from ..models.utils.fusion_checks import randomize_fusable_state_
+from .backbones import (BackboneFacts, canonical_variant, facts_of, families, is_deployable_backbone, names,
+                        parse_variant)
 from .export_form import ExportClassifier
 
 CLASSIFIER, BACKBONE = 'classifier', 'backbone'
 DENSE_OUT_INDICES = (0, 1, 2, 3)
 # The paper's latency protocol (its Section 4, "Benchmarking"): batch 8 at 256x256 for classification, batch 2 at
-# 512x512 for the backbones of detection / segmentation models.
+# 512x512 for the backbones of detection / segmentation models. Classifiers of a family whose paper uses another
+# resolution take its ``classifier_input_size`` (FMViT: 224).
 PROTOCOL = {CLASSIFIER: dict(batch=8, shape=(256, 256)), BACKBONE: dict(batch=2, shape=(512, 512))}
 INPUT_NAME = 'images'  # the input name of Apple's Core ML export (ml-fastvit export_model.py)
-
-# family -> (backbone class, classifier class, its classifiers' input side: the resolution each paper trains and
-# reports latency at; FMViT's Table 2 is at 224x224). Dense backbones use PROTOCOL's 512x512 in both families.
-FAMILIES = {'fastvit': (FastViT, FastViTClassifier, 256), 'fmvit': (FMViT, FMViTClassifier, 224)}
-Backbone = Union[FastViT, FMViT]
-BACKBONES = (FastViT, FMViT)
-
-
-def family_of(backbone: nn.Module) -> str:
-    """``'fastvit'`` or ``'fmvit'``."""
-    for family, (cls, _, _) in FAMILIES.items():
-        if isinstance(backbone, cls):
-            return family
-    raise TypeError(f'{type(backbone).__name__} is neither FastViT nor FMViT')
-
-
-def variant_names(family: Optional[str] = None) -> List[str]:
-    """The names :func:`from_variant` takes: ``t8`` ... ``ma36`` (FastViT), ``fmvit_t`` ... ``fmvit_l`` (FMViT)."""
-    names = []
-    for fam, (cls, _, _) in FAMILIES.items():
-        if family in (None, fam):
-            names += [arch if fam == 'fastvit' else f'{fam}_{arch}' for arch in cls.arch_zoo]
-    return names
-
-
-def parse_variant(name: str) -> Tuple[str, str]:
-    """``(family, arch)`` of a variant name: ``'sa12'`` / ``'fastvit_sa12'`` -> ``('fastvit', 'sa12')``,
-    ``'fmvit_t'`` -> ``('fmvit', 't')``.
-
-    Raises:
-        ValueError: naming the bad value and the valid ones.
-    """
-    lowered = str(name).lower()
-    family, _, arch = lowered.partition('_')
-    if family not in FAMILIES or not arch:
-        family, arch = 'fastvit', lowered
-    if arch not in FAMILIES[family][0].arch_zoo:
-        raise ValueError(f'variant "{name}" is not one of {variant_names()}')
-    return family, arch
-
-
-def canonical_variant(name: str) -> str:
-    """The name :func:`variant_names` lists for ``name`` (``'fastvit_T8'`` -> ``'t8'``)."""
-    family, arch = parse_variant(name)
-    return arch if family == 'fastvit' else f'{family}_{arch}'
 
 
 @dataclass
@@ -100,28 +59,33 @@ class Deployable:
     source: dict = field(default_factory=dict)
 
     @property
-    def backbone(self) -> Backbone:
-        """The FastViT or FMViT inside."""
+    def backbone(self) -> nn.Module:
+        """The deployable backbone inside (FastViT, FMViT)."""
         return self.model.backbone if isinstance(self.model, ExportClassifier) else self.model
 
     @property
+    def facts(self) -> BackboneFacts:
+        """Its backbone's deploy facts."""
+        return facts_of(self.backbone)
+
+    @property
     def family(self) -> str:
-        """``'fastvit'`` or ``'fmvit'``."""
-        return family_of(self.backbone)
+        """``'fastvit'``, ``'fmvit'``."""
+        return self.facts.family
 
 
 def default_shape(deployable: Deployable) -> Tuple[int, int]:
     """The input a deployable is exported and timed at unless told otherwise: 256x256 for a FastViT classifier,
     224x224 for an FMViT classifier (each paper's resolution), 512x512 for a dense backbone (the paper's protocol)."""
     if deployable.kind == CLASSIFIER:
-        side = FAMILIES[deployable.family][2]
+        side = deployable.facts.classifier_input_size
         return side, side
     return tuple(PROTOCOL[BACKBONE]['shape'])
 
 
-def _output_names(backbone: Backbone) -> Tuple[str, ...]:
-    return tuple('final_conv' if isinstance(backbone, FastViT) and i == FastViT.FINAL_CONV_INDEX else f'stage{i}'
-                 for i in backbone.out_indices)
+def _output_names(backbone: nn.Module) -> Tuple[str, ...]:
+    facts = facts_of(backbone)
+    return tuple(facts.output_name(i) for i in backbone.out_indices)
 
 
 def _is_instance_by_name(obj: object, class_name: str) -> bool:
@@ -136,15 +100,15 @@ def as_deployable(model: nn.Module, name: str, source: Optional[dict] = None) ->
         TypeError: the model has no FastViT / FMViT backbone, or is a classifier whose neck / head is not the paper's.
     """
     source = dict(source or {})
-    if isinstance(model, (FastViTClassifier, FMViTClassifier)):
+    if isinstance(model, PooledLinearClassifier):
         net = ExportClassifier(model.backbone, model.head.fc)
         return Deployable(net.eval(), CLASSIFIER, name, ('logits',), source)
-    if isinstance(model, BACKBONES):
+    if is_deployable_backbone(model):
         return Deployable(model.eval(), BACKBONE, name, _output_names(model), source)
     backbone = getattr(model, 'backbone', None)
-    if not isinstance(backbone, BACKBONES):
-        raise TypeError(f'{type(model).__name__} has no FastViT or FMViT backbone (found {type(backbone).__name__}); '
-                        f'the deploy tools export FastViT / FMViT classifiers and backbones')
+    if not is_deployable_backbone(backbone):
+        raise TypeError(f'{type(model).__name__} has no {names("or")} backbone (found {type(backbone).__name__}); '
+                        f'the deploy tools export {names("/")} classifiers and backbones')
     if _is_instance_by_name(model, 'ImageClassifier'):
         neck, head = getattr(model, 'neck', None), getattr(model, 'head', None)
         if not (_is_instance_by_name(neck, 'GlobalAveragePooling') and _is_instance_by_name(head, 'LinearClsHead')):
@@ -229,7 +193,8 @@ def calibrate_batchnorm_(model: nn.Module, seed: int = 0, shape: Tuple[int, int]
 
 def from_variant(variant: str, kind: str = CLASSIFIER, out_indices: Sequence[int] = DENSE_OUT_INDICES,
                  seed: Optional[int] = 0) -> Deployable:
-    """A FastViT or FMViT variant built directly (no config, no task package): the classifier or the dense backbone.
+    """A variant of a deployable backbone built directly (no config, no task package): the classifier or the dense
+    backbone.
 
     Args:
         variant (str): One of :func:`variant_names`: ``'t8'`` ... ``'ma36'`` (FastViT; ``'fastvit_t8'`` also works)
@@ -237,22 +202,23 @@ def from_variant(variant: str, kind: str = CLASSIFIER, out_indices: Sequence[int
         kind (str): ``'classifier'`` or ``'backbone'``.
         out_indices (Sequence[int]): The dense backbone's outputs. Defaults to the four stages.
         seed (int, optional): With a seed, BatchNorm statistics and layer scales get seeded random values so that
-            fusion is not checked on identities (FMViT's BatchNorms then take the statistics of a seeded random batch:
-            :func:`calibrate_batchnorm_`); a benchmark's timings do not depend on the values.
+            fusion is not checked on identities (the BatchNorms of a family declared ``calibrate_batchnorm``, FMViT's,
+            then take the statistics of a seeded random batch: :func:`calibrate_batchnorm_`); a benchmark's timings
+            do not depend on the values.
     """
     if kind not in PROTOCOL:
         raise ValueError(f'kind "{kind}" is not one of {list(PROTOCOL)}')
     family, arch = parse_variant(variant)
-    backbone_cls, classifier_cls, _ = FAMILIES[family]
+    facts = families()[family]
     if seed is not None:
         torch.manual_seed(seed)
     if kind == CLASSIFIER:
-        model: nn.Module = classifier_cls(arch)
+        model: nn.Module = facts.classifier(arch)
     else:
-        model = backbone_cls(arch, out_indices=tuple(out_indices))
+        model = facts.backbone(arch, out_indices=tuple(out_indices))
     if seed is not None:
         randomize_fusable_state_(model, seed)
-        if family == 'fmvit':
+        if facts.calibrate_batchnorm:
             calibrate_batchnorm_(model, seed)
     name = f'{family}_{arch}' + ('' if kind == CLASSIFIER else '_backbone')
     source = dict(variant=canonical_variant(variant), family=family, arch=arch, seed=seed)

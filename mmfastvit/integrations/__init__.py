@@ -12,9 +12,12 @@ from typing import Iterable
 
 from mmengine.registry import Registry
 
-from ..models import FastViT, FMViT
+from ..models.backbones import ReparamBackbone
+from ..registry import MODELS
 
-EXPORTED_MODELS = (FastViT, FMViT)
+# every backbone registered in mmfastvit's own scope (FastViT, FMViT), in registration order
+EXPORTED_MODELS = tuple(cls for cls in MODELS.module_dict.values()
+                        if isinstance(cls, type) and issubclass(cls, ReparamBackbone))
 
 
 def register_into(registry: Registry, modules: Iterable[type] = EXPORTED_MODELS) -> None:

@@ -18,19 +18,35 @@ class _LinearHead(nn.Module):
         self.fc = nn.Linear(in_channels, num_classes)
 
 
-class _PooledLinearClassifier(ReparameterizeMixin, nn.Module):
-    """``backbone`` (one output) -> global average pool -> linear."""
+class PooledLinearClassifier(ReparameterizeMixin, nn.Module):
+    """``backbone`` up to the output its classifier pools (the backbone class's ``classifier_out_indices``) -> global
+    average pool -> linear. A subclass names the backbone class in ``backbone_class``."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
+    backbone_class: type = None
+
+    def __init__(self, arch: Union[str, dict], num_classes: int = 1000, deploy: DeployArg = False) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.head = _LinearHead(backbone.out_channels[0], num_classes)
+        cls = self.backbone_class
+        self.backbone = cls(arch, out_indices=cls.classifier_out_indices, deploy=deploy)
+        self.head = _LinearHead(self.backbone.out_channels[0], num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head.fc(self.backbone(x)[0].mean((2, 3)))
 
 
-class FastViTClassifier(_PooledLinearClassifier):
+def classifier_for(backbone_class: type) -> type:
+    """The :class:`PooledLinearClassifier` subclass whose backbone is ``backbone_class``.
+
+    Raises:
+        TypeError: no classifier is declared for it.
+    """
+    for cls in PooledLinearClassifier.__subclasses__():
+        if cls.backbone_class is backbone_class:
+            return cls
+    raise TypeError(f'no PooledLinearClassifier subclass has backbone_class={backbone_class.__name__}')
+
+
+class FastViTClassifier(PooledLinearClassifier):
     """stem -> four stages -> ``final_conv`` -> global average pool -> linear.
 
     Args:
@@ -44,11 +60,13 @@ class FastViTClassifier(_PooledLinearClassifier):
         torch.Size([1, 1000])
     """
 
+    backbone_class = FastViT
+
     def __init__(self, arch: Union[str, dict] = 't8', num_classes: int = 1000, deploy: DeployArg = False) -> None:
-        super().__init__(FastViT(arch, out_indices=(FastViT.FINAL_CONV_INDEX,), deploy=deploy), num_classes)
+        super().__init__(arch, num_classes, deploy)
 
 
-class FMViTClassifier(_PooledLinearClassifier):
+class FMViTClassifier(PooledLinearClassifier):
     """stem -> four stages -> global average pool of the FMB output -> linear.
 
     Args:
@@ -62,5 +80,7 @@ class FMViTClassifier(_PooledLinearClassifier):
         torch.Size([1, 1000])
     """
 
+    backbone_class = FMViT
+
     def __init__(self, arch: Union[str, dict] = 't', num_classes: int = 1000, deploy: DeployArg = False) -> None:
-        super().__init__(FMViT(arch, out_indices=(3,), deploy=deploy), num_classes)
+        super().__init__(arch, num_classes, deploy)

@@ -7,9 +7,11 @@ import os.path as osp
 import pytest
 import torch
 
-from mmfastvit.deploy.benchmark import (CUDA_BACKENDS, PROTOCOLS, available_backends, markdown_table, protocol_plan,
-                                        run, write_report)
+from mmfastvit.deploy.benchmark import run
+from mmfastvit.deploy.engines import CUDA_BACKENDS, available_backends
+from mmfastvit.deploy.report import markdown_table, write_report
 from mmfastvit.deploy.runtimes import probe
+from mmfastvit.deploy.settings import PROTOCOLS, BenchmarkSettings, protocol_plan
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO, 'tools', 'deploy', 'benchmark.py')
@@ -47,8 +49,9 @@ def test_cuda_backends_are_reported_unavailable_without_gpu():
 def report():
     if not (probe('onnxruntime')[0] and probe('timm')[0]):
         pytest.skip('needs onnxruntime and timm')
-    return run(variants=['t8'], backends=['pytorch-cpu', 'onnxruntime-cpu'], shape=(64, 64), warmup=1, runs=3,
-               compare_timm=True, threads=1, log=lambda m: None, command='pytest')
+    settings = BenchmarkSettings(variants=('t8',), backends=('pytorch-cpu', 'onnxruntime-cpu'), shape=(64, 64),
+                                 warmup=1, runs=3, compare_timm=True, threads=1, command='pytest')
+    return run(settings, log=lambda m: None)
 
 
 def test_report_records_the_protocol_and_machine(report):

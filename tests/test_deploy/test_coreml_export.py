@@ -8,7 +8,8 @@ import platform
 
 import pytest
 
-from mmfastvit.deploy.export import coreml_spec_summary, export
+from mmfastvit.deploy.engines.coreml import coreml_spec_summary
+from mmfastvit.deploy.export import export
 from mmfastvit.deploy.loading import BACKBONE, from_variant
 
 ct = pytest.importorskip('coremltools')

@@ -102,13 +102,13 @@ def test_bad_arguments_exit_before_loading(args, code, message, tmp_path, capsys
 
 
 @pytest.mark.skipif(probe('tensorrt')[0] and torch.cuda.is_available(), reason='TensorRT and a GPU are present')
-def test_tensorrt_missing_exits_3_and_writes_nothing(tmp_path):
+def test_tensorrt_missing_exits_3_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / 'deep' / 'o'
-    done = subprocess.run([sys.executable, TOOL, T8, str(tmp_path / 'never_read.pth'), '--backend', 'tensorrt',
-                           '--out', str(out)], capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 3
-    assert 'TensorRT' in done.stderr or 'tensorrt' in done.stderr
-    assert 'nothing was written' in done.stderr
+    code = _tool().main([T8, str(tmp_path / 'never_read.pth'), '--backend', 'tensorrt', '--out', str(out)])
+    stderr = capsys.readouterr().err
+    assert code == 3
+    assert 'TensorRT' in stderr or 'tensorrt' in stderr
+    assert 'nothing was written' in stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -19,7 +19,8 @@ class Block(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Block())
 import torch
-from mmfastvit.deploy import benchmark, export, export_form, latency, loading, runtimes
+from mmfastvit.deploy import (backbones, benchmark, cli, engines, export, export_form, latency, loading, memory, plot,
+                              report, runtimes, settings, timm_pair, verify)
 from mmfastvit.deploy.runtimes import BackendUnavailable
 
 out = tempfile.mkdtemp()
@@ -27,7 +28,7 @@ report = export.export(loading.from_variant('sa12'), 'torchscript', out, shape=(
 assert report['verification']['torchscript']['verified'], report
 for backend, missing in (('onnx', 'onnx'), ('coreml', 'coremltools'), ('tensorrt', 'tensorrt')):
     try:
-        export.check_backend(backend)
+        export.ExportRequest(backend=backend)
     except BackendUnavailable as err:
         assert f'`{missing}`' in str(err), err
     else:
@@ -35,7 +36,7 @@ for backend, missing in (('onnx', 'onnx'), ('coreml', 'coremltools'), ('tensorrt
 result = benchmark.run(variants=['t8'], backends=['pytorch-cpu'], shape=(64, 64), warmup=0, runs=2, threads=1,
                        measure_peak=False, log=lambda m: None, command='check')
 assert 'ours/pytorch-cpu' in result['results']['fastvit_t8']['latency']
-usable, why = benchmark.available_backends()
+usable, why = engines.available_backends()
 assert usable == ['pytorch-cpu'] and 'onnxruntime-cpu' in why, (usable, why)
 print('LIGHT_CORE_OK')
 """

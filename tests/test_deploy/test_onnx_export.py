@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmfastvit.deploy import export as export_module
+from mmfastvit.deploy.backbones import variant_names
+from mmfastvit.deploy.engines.onnxruntime import OnnxRuntimeEngine
 from mmfastvit.deploy.export import ExportError, export
-from mmfastvit.deploy.loading import BACKBONE, from_variant, variant_names
+from mmfastvit.deploy.loading import BACKBONE, from_variant
 
 onnx = pytest.importorskip('onnx')
 ort = pytest.importorskip('onnxruntime')
@@ -102,7 +103,7 @@ def test_failed_verification_leaves_nothing(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ExportError('ONNX Runtime vs PyTorch: relative error 1.0e+00 > 1e-04; nothing was written')
 
-    monkeypatch.setattr(export_module, '_verify_onnx', broken)
+    monkeypatch.setattr(OnnxRuntimeEngine, 'verify', broken)
     out = tmp_path / 'deep' / 'out'
     with pytest.raises(ExportError, match='nothing was written'):
         export(from_variant('t8'), 'onnx', str(out), shape=(64, 64), **QUIET)

@@ -106,6 +106,17 @@ class FastViT(ReparamBackbone):
     MIN_INPUT_SIZE = 32  # the total stride
     max_out_index = FINAL_CONV_INDEX
     out_indices_help = '0-3: stages, 4: final_conv'
+    classifier_out_indices = (FINAL_CONV_INDEX,)  # the output its image classifier pools
+    # What mmfastvit.deploy needs to know (read by mmfastvit/deploy/backbones.py, which lists the keys).
+    deploy_facts = dict(
+        family='fastvit', prefix_optional=True, variant_group='all',  # variants 't8' or 'fastvit_t8'; 'all': the 7
+        classifier_input_size=256,  # Apple's training and latency resolution
+        output_names={FINAL_CONV_INDEX: 'final_conv'},
+        rewrites=('attention', 'grouped_conv'), pooled_block='final_conv',
+        timm_model='fastvit_{arch}', timm_converter='mmfastvit.convert.rename.timm_to_mmfastvit',
+        # ImageNet-1k top-1 at 256x256, Apple's README (github.com/apple/ml-fastvit)
+        published_top1=dict(t8=76.2, t12=79.3, s12=79.9, sa12=80.9, sa24=82.7, sa36=83.6, ma36=83.9),
+        top1_source='Apple')
 
     def __init__(self,
                  arch: Union[str, dict] = 't8',

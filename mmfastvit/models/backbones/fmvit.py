@@ -224,7 +224,7 @@ class FMViT(ReparamBackbone):
     The paper's Table 1 is only partly legible and its code was never released. The choices made here are listed
     below; the variants are sized so that the 1000-class classifier (:class:`mmfastvit.models.FMViTClassifier`)
     lands within 15% of Table 2's parameters and FLOPs at 224x224 for all five (fused form, fvcore multiply-adds
-    counted by :mod:`mmfastvit.analysis`, ``benchmarks/model_complexity.py``'s convention):
+    counted by :mod:`mmfastvit.analysis`, ``tools/analysis_tools/get_flops.py``'s convention):
 
     - **Channel lists.** Each stage's triplet in Table 1 is read as the widths of successive groups of CFBs, a
       1x1 patch embedding between groups of different width; every stage starts at the previous stage's last width,
@@ -334,6 +334,15 @@ class FMViT(ReparamBackbone):
     max_out_index = num_stages - 1
     out_indices_help = 'the four stages'
     FM_PARTS = 5  # x, z1, z2, z3, z4
+    classifier_out_indices = (num_stages - 1,)  # the output its image classifier pools: the FMB's
+    # What mmfastvit.deploy needs to know (read by mmfastvit/deploy/backbones.py, which lists the keys).
+    deploy_facts = dict(
+        family='fmvit', variant_group='fmvit',  # variants 'fmvit_t' ...; 'fmvit': the five
+        classifier_input_size=224,  # the resolution FMViT is trained and timed at (its Table 2)
+        rewrites=('attention',),  # only dense and depthwise convolutions: no grouped conv to split
+        calibrate_batchnorm=True,  # ReLU, no layer scales: random statistics would blow activations up
+        published_top1=dict(t=72.9, s=78.5, m=80.3, b=82.4, l=83.3),  # ImageNet-1k at 224x224, its Table 2
+        top1_source='its Table 2')
 
     def __init__(self,
                  arch: Union[str, dict] = 't',
