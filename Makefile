@@ -17,4 +17,4 @@ test: lint
 	$(PY) -m pytest tests
 
 bench: env
-	$(PY) benchmarks/backbone_latency.py
+	$(PY) benchmarks/bench.py eager

@@ -5,7 +5,8 @@ layers, matmuls and BatchNorms left in the graph are counted (through :func:`mmf
 which adds the ``baddbmm`` of the 1x1 convolutions); element-wise ops (activations, residual adds, softmax) are
 not. ``scaled_dot_product_attention`` has no handle in mmengine, so its two matmuls (``q @ k^T`` and ``attn @ v``)
 would go uncounted; this tool counts them, as fvcore counts the explicit matmuls of Apple's attention, and reports
-them on their own line (``--exclude-sdpa`` leaves them out, like ``benchmarks/model_complexity.py``).
+them on their own line (``--exclude-sdpa`` leaves them out). ``benchmarks/results/model_complexity.md`` is this
+tool's count of every FastViT classifier config, unfused and fused.
 
 The model is built with random weights (the counts do not depend on them) and counted at batch 1:
 

@@ -16,22 +16,16 @@ its output norm). All run in eval mode, float32. Timed runs are interleaved roun
 drift in the machine's speed affects all alike; ratios are taken within the run. The fused forms are checked against
 the unfused one before timing. Peak memory of a forward is measured per candidate in a fresh subprocess.
 
-The machine may be shared: ``--max-load`` waits (up to ``--wait-timeout`` seconds) until the 1-minute load average is
-below it before timing; the load before and after timing is recorded either way.
+The machine may be shared: ``--max-load`` waits (up to ``--max-wait`` seconds) until the 1-minute load average is
+below it before timing; the load before and after timing is recorded either way. Writes
+``benchmarks/results/dense_backbone_latency_cpu.{json,md}`` by default.
 
 Example:
-    .venv/bin/python benchmarks/dense_backbone_latency.py --variants t8 sa12 --warmup 2 --runs 5
+    .venv/bin/python benchmarks/bench.py dense --variants t8 sa12 --warmup 2 --runs 5
 """
 import argparse
 import copy
-import datetime
-import json
-import os
-import shlex
-import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Dict, Sequence
 
 import mmengine
@@ -39,11 +33,14 @@ import torch
 from mmengine.logging import MMLogger
 from torch import nn
 
-from mmfastvit.deploy.latency import (add_measurement_options, load_average, machine_info, peak_extra_memory, summarize,
-                                      time_interleaved, wait_for_load, write_text_atomic)
+from mmfastvit.deploy.latency import machine_info, summarize
 from mmfastvit.models import FastViT
 from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_, relative_error
 
+from . import common
+from .common import fmt_load, num_params, row
+
+NAME = 'dense'
 FORMS = ('unfused', 'ref_fused', 'deploy')
 BASELINES = ('resnet50_v1c', 'resnet50', 'poolformer_s12')
 BASELINE_LABELS = {
@@ -54,8 +51,7 @@ BASELINE_LABELS = {
 DENSE_OUT_INDICES = (0, 1, 2, 3)
 AGREEMENT_TOL = 1e-4  # max |form - unfused| over max |unfused|, worst stage output
 MEMORY_RUNS = 2
-MEMORY_CHILD_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536'}  # freed activations go back to the OS (see backbone_latency)
-DEFAULT_OUT = Path(__file__).resolve().parent / 'results' / 'dense_backbone_latency_cpu'
+DEFAULT_OUT = common.RESULTS / 'dense_backbone_latency_cpu'
 
 
 def fastvit_forms(variant: str, seed: int, forms: Sequence[str] = FORMS) -> Dict[str, nn.Module]:
@@ -107,36 +103,17 @@ def build_candidate(name: str, seed: int) -> nn.Module:
     return build_baseline(name, seed)
 
 
-def num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def memory_child(name: str, args: argparse.Namespace) -> None:
+def memory_child(args: argparse.Namespace) -> None:
     """Builds one candidate, runs it, prints its forward's peak extra resident memory and its parameters (JSON)."""
-    model = build_candidate(name, args.seed)
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    with torch.inference_mode():
-        model(x)
-        memory = peak_extra_memory(lambda: model(x), MEMORY_RUNS)
-    print(json.dumps(dict(peak_mib=memory['peak_mib'], peak_is_extra=memory['peak_is_extra'],
-                          params=num_params(model))))
+    model = build_candidate(args.memory_child, args.seed)
+    memory = common.forward_peak(model, torch.randn(args.batch, 3, args.size, args.size), MEMORY_RUNS)
+    common.print_child_result(peak_mib=memory['peak_mib'], peak_is_extra=memory['peak_is_extra'],
+                              params=num_params(model))
 
 
 def measure_memory(name: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), '--_memory-child', name, '--batch', str(args.batch),
-           '--size', str(args.size), '--seed', str(args.seed), '--threads', str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MEMORY_CHILD_ENV})
-    if proc.returncode != 0:
-        sys.exit(f'memory measurement of {name} failed:\n{proc.stderr[-3000:]}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def fmt_load(load) -> str:
-    return ', '.join(f'{v:.2f}' for v in load.values()) if load else 'not available'
-
-
-def row(cells: Sequence[str]) -> str:
-    return '| ' + ' | '.join(cells) + ' |'
+    return common.memory_in_child(NAME, name, ['--batch', args.batch, '--size', args.size, '--seed', args.seed,
+                                               '--threads', args.threads])
 
 
 def markdown(results: dict, settings: dict) -> str:
@@ -179,33 +156,27 @@ def markdown(results: dict, settings: dict) -> str:
               f"candidate, interleaved (medians); {info['cpu']} ({info['cpu_count']} cores), torch {info['torch']}, "
               f"{settings['date']}. Load average (1, 5, 15 min) before timing: {fmt_load(settings['load_before'])}; "
               f"after: {fmt_load(settings['load_after'])}. Timing took {settings['timing_s'] / 60:.1f} min.", '',
-              f"Reproduce: `{settings['command']}`"]
+              common.reproduce(settings['command'])]
     return '\n'.join(lines) + '\n'
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_parser(subparsers) -> None:
+    parser = common.add_subcommand(subparsers, NAME, __doc__, main, validate)
     parser.add_argument('--variants', nargs='+', choices=list(FastViT.arch_zoo), default=list(FastViT.arch_zoo))
     parser.add_argument('--baselines', nargs='*', choices=list(BASELINES), default=list(BASELINES))
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', type=int, default=512, help='input height and width')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed rounds')
-    parser.add_argument('--runs', type=int, default=15, help='timed rounds (one forward of every candidate each)')
-    add_measurement_options(parser)  # --threads --seed --no-memory --max-load --wait-timeout
-    parser.add_argument('--out', type=Path, default=DEFAULT_OUT, help='writes OUT.json and OUT.md')
-    args = parser.parse_args()
-    if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.batch < 1 or args.size < 32:
-        parser.error('--runs, --threads, --batch must be >= 1, --warmup >= 0, --size >= 32')
-    return args
+    common.add_timing_options(parser, warmup=3, runs=15, unit='rounds (one forward of every candidate each)')
+    common.add_shared_options(parser, DEFAULT_OUT, load_when='before timing', memory_child=memory_child)
 
 
-def main() -> None:
-    args = parse_args()
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    common.check_at_least(parser, args, runs=1, warmup=0, threads=1, batch=1, size=32)
+
+
+def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    if args._memory_child:
-        memory_child(args._memory_child, args)
-        return
-    logger = MMLogger.get_instance('dense_backbone_latency', logger_name='dense_backbone_latency')
+    logger = MMLogger.get_instance('bench_dense', logger_name='bench_dense')
     candidates: Dict[str, nn.Module] = {}
     errors: Dict[str, float] = {}
     x = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed))
@@ -225,21 +196,9 @@ def main() -> None:
     logger.info(f'{len(candidates)} candidates; fused forms agree with unfused (worst rel. diff '
                 f'{max(errors.values(), default=0):.1e})')
 
-    waited = None
-    if args.max_load is not None:
-        waited = wait_for_load(args.max_load, timeout_s=args.wait_timeout, poll_s=30, log=logger.info)
-        if not waited['below']:
-            logger.info(f"load average still {waited['load_average']} after {waited['waited_s']:.0f} s; timing "
-                        'anyway (recorded in the results)')
-    load_before = load_average()
-    logger.info(f'load average before timing: {load_before}; {args.warmup} + {args.runs} rounds')
-    start = time.monotonic()
     calls = {name: (lambda model=model: model(x)) for name, model in candidates.items()}
-    times = time_interleaved(calls, args.warmup, args.runs,
-                             progress=lambda done, total: logger.info(f'round {done}/{total}'))
-    timing_s = time.monotonic() - start
-    load_after = load_average()
-    latency = {name: summarize(t, batch=args.batch) for name, t in times.items()}
+    timed = common.time_when_quiet(calls, args.warmup, args.runs, args, logger.info)
+    latency = {name: summarize(t, batch=args.batch) for name, t in timed['times'].items()}
     del candidates, calls
 
     memory = {}
@@ -249,19 +208,14 @@ def main() -> None:
             logger.info(f"{name}: median {latency[name]['median_ms']:.1f} ms, peak {memory[name]['peak_mib']:.0f} MiB")
     settings = dict(variants=args.variants, baselines=args.baselines, batch=args.batch, size=args.size,
                     warmup=args.warmup, runs=args.runs, seed=args.seed, dtype='float32', machine=machine_info(),
-                    mmengine=mmengine.__version__, load_before=load_before, load_after=load_after, waited=waited,
-                    timing_s=timing_s, agreement_tol=AGREEMENT_TOL, memory_child_env=MEMORY_CHILD_ENV,
-                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                    command=shlex.join(sys.orig_argv))
+                    mmengine=mmengine.__version__, load_before=timed['load_before'], load_after=timed['load_after'],
+                    waited=timed['waited'], timing_s=timed['timing_s'], agreement_tol=AGREEMENT_TOL,
+                    memory_child_env=common.MEMORY_CHILD_ENV, date=common.utc_now(), command=args._command)
     results = dict(latency=latency, memory=memory, max_rel_diff=errors)
     table = markdown(results, settings)
     print(table, flush=True)
-    json_path, md_path = (args.out.with_name(args.out.name + suffix) for suffix in ('.json', '.md'))
-    write_text_atomic(json_path, json.dumps(dict(settings=settings, results=results), indent=2) + '\n')
-    write_text_atomic(md_path, f'# FastViT dense-prediction backbones: CPU latency at {args.size}x{args.size}, '
-                      f'batch {args.batch}\n\n' + table)
-    logger.info(f'wrote {json_path} and {md_path}')
-
-
-if __name__ == '__main__':
-    main()
+    paths = common.write_results(args.out, dict(settings=settings, results=results),
+                                 f'# FastViT dense-prediction backbones: CPU latency at {args.size}x{args.size}, '
+                                 f'batch {args.batch}\n\n' + table)
+    logger.info(f'wrote {paths[0]} and {paths[1]}')
+    return 0

@@ -18,30 +18,29 @@ the network learns to read the orientation from the image. The curve, the baseli
 ``benchmarks/results/hand_learning_check.{md,json}``.
 
 Example:
-    nice .venv/bin/python benchmarks/hand_learning_check.py                   # the committed figure
-    .venv/bin/python benchmarks/hand_learning_check.py --epochs 4 --val-interval 2 --target 40 --out /tmp/hlc
+    nice .venv/bin/python benchmarks/bench.py learning hand --threads 1       # the committed figure
+    .venv/bin/python benchmarks/bench.py learning hand --epochs 4 --val-interval 2 --target 40 --out /tmp/hlc
 """
 import argparse
-import datetime
 import json
 import os
 import pickle
 import re
-import shlex
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from mmfastvit.datasets.synthetic import make_tiny_freihand
-from mmfastvit.deploy.latency import load_average, machine_info, wait_for_load, write_text_atomic
+from mmfastvit.deploy.latency import load_average, machine_info
 
-REPO = Path(__file__).resolve().parent.parent
+from .. import common
+from ..common import REPO, run_tool
+
+NAME = 'hand'
 CONFIG = REPO / 'configs' / 'hand_mesh_fastvit_sa12_freihand.py'
-DEFAULT_OUT = Path(__file__).resolve().parent / 'results' / 'hand_learning_check'
+DEFAULT_OUT = common.RESULTS / 'hand_learning_check'
 KEYS = ('PA-MPJPE', 'PA-MPVPE', 'AUC_J', 'AUC_V', 'F@5', 'F@15')
 VAL_LINE = re.compile(r'Epoch\((?:val|test)\) +(?:\[(\d+)\])?\[\d+/\d+\]\s+' +
                       r'\s+'.join(rf'freihand/{re.escape(key)}: ([0-9.]+)' for key in KEYS))
@@ -120,18 +119,6 @@ def parse_log(log: str) -> dict:
     return dict(curve=curve, losses=losses)
 
 
-def run_tool(script: str, *args: str, log_path: Path, threads: int) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    with open(log_path, 'w') as log_file:  # written as it runs, so that progress can be followed
-        proc = subprocess.run([sys.executable, str(REPO / 'tools' / script), *args], cwd=REPO, env=env,
-                              stdout=log_file, stderr=subprocess.STDOUT, text=True)
-    log = log_path.read_text()
-    if proc.returncode != 0:
-        sys.exit(f'{script} failed (exit {proc.returncode}); log in {log_path}:\n{log[-3000:]}')
-    return log
-
-
 def _scores(point: dict) -> str:
     return (f"{point['PA-MPJPE']:.2f} | {point['PA-MPVPE']:.2f} | {point['AUC_V']:.3f} | {point['F@5']:.3f} | "
             f"{point['F@15']:.3f}")
@@ -200,12 +187,12 @@ def markdown(result: dict, settings: dict) -> str:
               f"{settings['machine']['torch']}; 1-minute load average "
               f"{settings['load_before']['1min'] if settings['load_before'] else '-'} before, "
               f"{settings['load_after']['1min'] if settings['load_after'] else '-'} after; wall time "
-              f"{settings['wall_s'] / 60:.1f} min; {settings['date']}.", '', f"Reproduce: `{settings['command']}`"]
+              f"{settings['wall_s'] / 60:.1f} min; {settings['date']}.", '', common.reproduce(settings['command'])]
     return '\n'.join(lines) + '\n'
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_parser(subparsers) -> None:
+    parser = common.add_subcommand(subparsers, NAME, __doc__, main, validate)
     parser.add_argument('--num-train', type=int, default=64, help='unique training ids (x 4 versions). Default: 64')
     parser.add_argument('--num-eval', type=int, default=16, help='evaluation ids. Default: 16')
     parser.add_argument('--size', type=int, default=64, help='generated image side (>= 64). Default: 64')
@@ -217,30 +204,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--target', type=float, default=17.0, help='validation PA-MPVPE (mm) to get below')
     parser.add_argument('--within', type=int, help='... within this many iterations. Default: all of them')
     parser.add_argument('--log-interval', type=int, default=8, help='log the training loss every N iterations')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--threads', type=int, default=1,
-                        help='OMP_NUM_THREADS of the tools (on a shared machine 1 is steadier). Default: 1')
-    parser.add_argument('--wait-load', type=float, help='first wait for the 1-minute load average to drop below this')
     parser.add_argument('--work-dir', type=Path, help='keep the data, logs and checkpoint here (default: a temp dir)')
-    parser.add_argument('--out', type=Path, default=DEFAULT_OUT, help='writes OUT.json and OUT.md')
-    args = parser.parse_args()
-    if min(args.num_train, args.num_eval, args.batch, args.epochs, args.val_interval, args.log_interval) < 1:
-        parser.error('--num-train, --num-eval, --batch, --epochs, --val-interval and --log-interval must be >= 1')
+    common.add_shared_options(parser, DEFAULT_OUT, threads_what='OMP_NUM_THREADS of tools/train.py and tools/test.py',
+                              load_when='first')
+
+
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    common.check_at_least(parser, args, num_train=1, num_eval=1, batch=1, epochs=1, val_interval=1, log_interval=1,
+                          threads=1)
     if args.size < 64:
-        parser.error('--size must be >= 64 (make_tiny_freihand\'s smallest image)')
-    return args
+        parser.error(f'--size must be >= 64 (make_tiny_freihand\'s smallest image), got {args.size}')
 
 
-def main() -> None:
-    args = parse_args()
-    waited = None
-    if args.wait_load:
-        waited = wait_for_load(args.wait_load, 900, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+def main(args: argparse.Namespace) -> int:
+    waited = common.wait_if_asked(args, log=common.log_stderr)
     load_before = load_average()
     start = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.work_dir or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with common.work_dir(args.work_dir) as work:
         data = make_tiny_freihand(str(work / 'data'), num_train=args.num_train, num_eval=args.num_eval,
                                   size=args.size, seed=args.seed)
         baselines = constant_baselines(data['root'], data['mano_path'])
@@ -272,22 +252,17 @@ def main() -> None:
     result = dict(curve=parsed['curve'], curve_by_iter={p['iter']: p for p in parsed['curve']},
                   losses=parsed['losses'], test=dict(tests[-1], **unaligned), baselines=baselines,
                   reached_at=reached_at)
-    settings = dict(vars(args), within=within, work_dir=str(args.work_dir) if args.work_dir else None,
+    settings = dict(common.options(args), within=within, work_dir=str(args.work_dir) if args.work_dir else None,
                     out=str(args.out), iters_per_epoch=iters_per_epoch, cfg_options=options, wall_s=wall_s,
                     load_before=load_before, load_after=load_average(), wait_for_load=waited,
-                    niceness=os.nice(0), machine=machine_info(),
-                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                    command=shlex.join(sys.orig_argv))
+                    niceness=os.nice(0), machine=machine_info(), date=common.utc_now(), command=args._command)
     text = markdown(result, settings)
     print(text, flush=True)
-    json_path, md_path = (args.out.with_name(args.out.name + suffix) for suffix in ('.json', '.md'))
     result.pop('curve_by_iter')
-    write_text_atomic(json_path, json.dumps(dict(settings=settings, results=result), indent=2, default=str) + '\n')
-    write_text_atomic(md_path, '# Learning check: FastViT-SA12 hand mesh (MANO) from scratch on generated FreiHAND '
-                      '(CPU)\n\n' + text)
-    print(f'wrote {json_path} and {md_path}', file=sys.stderr)
-    sys.exit(0 if reached_at is not None else 1)
+    paths = common.write_results(args.out, dict(settings=settings, results=result),
+                                 '# Learning check: FastViT-SA12 hand mesh (MANO) from scratch on generated FreiHAND '
+                                 '(CPU)\n\n' + text)
+    print(f'wrote {paths[0]} and {paths[1]}', file=sys.stderr)
+    return 0 if reached_at is not None else 1
 
 
-if __name__ == '__main__':
-    main()

@@ -1,23 +1,19 @@
-"""CPU latency and peak memory of the FastViT classifier: mmfastvit's forms against timm's fused model.
+"""CPU latency and peak memory of the FastViT classifier in PyTorch eager: mmfastvit's forms against timm's fused model.
 
 Four forms of one classifier (stem -> final_conv -> global average pool -> 1000-way linear), all with the same
 weights: ``train`` (ours, unfused), ``ref_fused`` (ours fused at level ``'reference'``, the form timm and Apple
 produce), ``full_fused`` (ours fused at level ``'full'``: no BatchNorm, no layer-scale multiply) and ``timm_fused``
 (timm's model after ``timm.utils.reparameterize_model``). Timed runs are interleaved round-robin across the forms, so
 drift in the machine's speed affects all of them alike. Peak memory is measured per form in a fresh subprocess.
+Writes ``benchmarks/results/backbone_latency_cpu.{json,md}`` by default.
 
 Example:
-    .venv/bin/python benchmarks/backbone_latency.py --variants t8 sa12 --threads 1
+    .venv/bin/python benchmarks/bench.py eager --variants t8 sa12 --threads 1
 """
 import argparse
 import copy
-import datetime
-import json
 import os
-import shlex
-import subprocess
 import sys
-from pathlib import Path
 from typing import Dict, Sequence
 
 import mmengine
@@ -26,17 +22,14 @@ from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
 from mmfastvit.convert import timm_to_mmfastvit
-from mmfastvit.deploy.latency import cpu_model, peak_extra_memory, summarize, time_interleaved, write_text_atomic
+from mmfastvit.deploy.latency import cpu_model, summarize, time_interleaved
 from mmfastvit.models import FastViT, FastViTClassifier
 from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_
 
-try:
-    import timm
-    from timm.utils import reparameterize_model
-except ImportError as exc:
-    sys.exit(f'backbone_latency.py needs timm for the timm_fused column ({exc}); '
-             'install it with requirements/tests.txt')
+from . import common
+from .common import row
 
+NAME = 'eager'
 FORMS = ('train', 'ref_fused', 'full_fused', 'timm_fused')
 OUR_FUSION_LEVELS = {'ref_fused': 'reference', 'full_fused': 'full'}
 RATIOS = (('full_fused', 'timm_fused'), ('ref_fused', 'timm_fused'), ('full_fused', 'ref_fused'),
@@ -44,10 +37,17 @@ RATIOS = (('full_fused', 'timm_fused'), ('ref_fused', 'timm_fused'), ('full_fuse
 AGREEMENT_TOL = 1e-4  # max |form - train| over max |train|
 MEMORY_RUNS = 3  # forwards after the high-water mark is reset
 MIB = 2**20
-# The memory child returns every allocation of 64 KiB or more to the OS when it is freed, so the resident baseline
-# read after a forward does not keep that forward's activations and the high-water mark shows the forward's peak.
-MEMORY_CHILD_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536'}
-DEFAULT_OUT = Path(__file__).resolve().parent / 'results' / 'backbone_latency_cpu'
+DEFAULT_OUT = common.RESULTS / 'backbone_latency_cpu'
+
+
+def _timm():
+    try:
+        import timm
+        from timm.utils import reparameterize_model
+    except ImportError as exc:
+        sys.exit(f'bench.py eager needs timm for the timm_fused column ({exc}); install it with '
+                 'requirements/tests.txt')
+    return timm, reparameterize_model
 
 
 def randomized_timm_model(variant: str, seed: int) -> nn.Module:
@@ -55,12 +55,14 @@ def randomized_timm_model(variant: str, seed: int) -> nn.Module:
 
     The defaults (unit BN, layer scales of 1e-5) would make most of the fusion arithmetic trivial.
     """
+    timm, _ = _timm()
     torch.manual_seed(seed)
     return randomize_fusable_state_(timm.create_model(f'fastvit_{variant}'), seed).eval()
 
 
 def build_forms(variant: str, seed: int, forms: Sequence[str] = FORMS) -> Dict[str, nn.Module]:
     """The requested forms, in ``FORMS`` order and in eval mode, all carrying the same (timm's) weights."""
+    _, reparameterize_model = _timm()
     timm_model = randomized_timm_model(variant, seed)
     ours = FastViTClassifier(variant)
     ours.load_state_dict(timm_to_mmfastvit(timm_model.state_dict()))
@@ -90,32 +92,21 @@ def check_agreement(variant: str, models: Dict[str, nn.Module], x: Tensor) -> Di
     return errors
 
 
-def memory_child(variant: str, form: str, args: argparse.Namespace) -> None:
-    """Builds one form, runs it, and prints its forward's peak extra memory and its parameters as one JSON line."""
+def memory_child(args: argparse.Namespace) -> None:
+    """Builds one form (``--_memory-child VARIANT/FORM``), runs it, and prints its forward's peak extra memory and
+    its parameters as one JSON line."""
+    variant, form = args.memory_child.split('/')
     model = build_forms(variant, args.seed, (form,))[form]
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    with torch.inference_mode():
-        model(x)
-        memory = peak_extra_memory(lambda: model(x), MEMORY_RUNS)
+    memory = common.forward_peak(model, torch.randn(args.batch, 3, args.size, args.size), MEMORY_RUNS)
     params = list(model.parameters())
-    print(json.dumps(dict(peak_mib=memory['peak_mib'], peak_is_extra=memory['peak_is_extra'],
-                          baseline_rss_mib=memory['baseline_rss_mib'], params=sum(p.numel() for p in params),
-                          param_mib=sum(p.numel() * p.element_size() for p in params) / MIB)))
+    common.print_child_result(peak_mib=memory['peak_mib'], peak_is_extra=memory['peak_is_extra'],
+                              baseline_rss_mib=memory['baseline_rss_mib'], params=sum(p.numel() for p in params),
+                              param_mib=sum(p.numel() * p.element_size() for p in params) / MIB)
 
 
 def measure_memory(variant: str, form: str, args: argparse.Namespace) -> dict:
-    """Runs :func:`memory_child` in a fresh interpreter and returns its result."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), '--_memory-child', variant, form, '--batch',
-           str(args.batch), '--size', str(args.size), '--seed', str(args.seed), '--threads', str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MEMORY_CHILD_ENV})
-    if proc.returncode != 0:
-        sys.exit(f'memory measurement of {variant}/{form} failed:\n{proc.stderr}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def row(cells: Sequence[str]) -> str:
-    """One markdown table row."""
-    return '| ' + ' | '.join(cells) + ' |'
+    return common.memory_in_child(NAME, f'{variant}/{form}', ['--batch', args.batch, '--size', args.size, '--seed',
+                                                              args.seed, '--threads', args.threads])
 
 
 def markdown(results: Dict[str, dict], settings: dict) -> str:
@@ -152,39 +143,32 @@ def markdown(results: Dict[str, dict], settings: dict) -> str:
               '', f"Batch {settings['batch']}, 3x{settings['size']}x{settings['size']}, float32, "
               f"{settings['threads']} thread(s), {settings['warmup']} warm-up + {settings['runs']} timed runs per form "
               f"(medians), {settings['cpu']} ({settings['cpu_count']} cores), torch {settings['torch']}, "
-              f"timm {settings['timm']}, {settings['date']}.", '', f"Reproduce: `{settings['command']}`"]
+              f"timm {settings['timm']}, {settings['date']}.", '', common.reproduce(settings['command'])]
     return '\n'.join(lines) + '\n'
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_parser(subparsers) -> None:
+    parser = common.add_subcommand(subparsers, NAME, __doc__, main, validate)
     parser.add_argument('--variants', nargs='+', choices=list(FastViT.arch_zoo), default=list(FastViT.arch_zoo))
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--size', type=int, default=256, help='input height and width')
-    parser.add_argument('--warmup', type=int, default=20, help='untimed runs per form')
-    parser.add_argument('--runs', type=int, default=50, help='timed runs per form')
-    parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch.set_num_threads')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the weights and the input')
-    parser.add_argument('--out', type=Path, default=DEFAULT_OUT, help='writes OUT.json and OUT.md')
-    parser.add_argument('--_memory-child', nargs=2, metavar=('VARIANT', 'FORM'), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.runs < 1 or args.warmup < 0 or args.threads < 1:
-        parser.error('--runs and --threads must be >= 1 and --warmup >= 0')
-    return args
+    common.add_timing_options(parser, warmup=20, runs=50, unit='runs per form')
+    common.add_shared_options(parser, DEFAULT_OUT, memory_child=memory_child, memory_metavar='VARIANT/FORM',
+                              memory_optional=False)
 
 
-def main() -> None:
-    args = parse_args()
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    common.check_at_least(parser, args, runs=1, warmup=0, threads=1, batch=1, size=32)
+
+
+def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    if args._memory_child:
-        memory_child(*args._memory_child, args)
-        return
-    logger = MMLogger.get_instance('backbone_latency', logger_name='backbone_latency')
+    timm, _ = _timm()
+    logger = MMLogger.get_instance('bench_eager', logger_name='bench_eager')
     settings = dict(batch=args.batch, size=args.size, warmup=args.warmup, runs=args.runs,
                     threads=torch.get_num_threads(), seed=args.seed, dtype='float32', torch=torch.__version__,
                     timm=timm.__version__, mmengine=mmengine.__version__, cpu=cpu_model(), cpu_count=os.cpu_count(),
-                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                    command=shlex.join(sys.orig_argv), memory_child_env=MEMORY_CHILD_ENV,
+                    date=common.utc_now(), command=args._command, memory_child_env=common.MEMORY_CHILD_ENV,
                     agreement_tol=AGREEMENT_TOL)
     results = {}
     for variant in args.variants:
@@ -206,11 +190,7 @@ def main() -> None:
         results[variant] = dict(latency=latency, memory=memory, ratios=ratios, max_rel_diff=errors)
     table = markdown(results, settings)
     print(table, flush=True)
-    json_path, md_path = (args.out.with_name(args.out.name + suffix) for suffix in ('.json', '.md'))
-    write_text_atomic(json_path, json.dumps(dict(settings=settings, results=results), indent=2) + '\n')
-    write_text_atomic(md_path, '# FastViT classifier CPU latency\n\n' + table)
-    logger.info(f'wrote {json_path} and {md_path}')
-
-
-if __name__ == '__main__':
-    main()
+    paths = common.write_results(args.out, dict(settings=settings, results=results),
+                                 '# FastViT classifier CPU latency\n\n' + table)
+    logger.info(f'wrote {paths[0]} and {paths[1]}')
+    return 0

@@ -8,26 +8,26 @@ shrunk with ``--cfg-options`` only (small crops, a short poly schedule, the conf
 ``benchmarks/results/seg_learning_check.{md,json}``.
 
 Example:
-    .venv/bin/python benchmarks/seg_learning_check.py                       # the committed figure
-    .venv/bin/python benchmarks/seg_learning_check.py --iters 100 --val-interval 50 --target 10
+    .venv/bin/python benchmarks/bench.py learning seg --threads 1             # the committed figure
+    .venv/bin/python benchmarks/bench.py learning seg --iters 100 --val-interval 50 --target 10
 """
 import argparse
-import datetime
-import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from mmfastvit.datasets import make_tiny_ade20k
-from mmfastvit.deploy.latency import machine_info, write_text_atomic
+from mmfastvit.deploy.latency import machine_info
 
-REPO = Path(__file__).resolve().parent.parent
+from .. import common
+from ..common import REPO, run_tool, tool_command
+
+NAME = 'seg'
 CONFIG = REPO / 'configs' / 'sem_fpn_fastvit_sa12_ade20k_40k.py'
-DEFAULT_OUT = Path(__file__).resolve().parent / 'results' / 'seg_learning_check'
+DEFAULT_OUT = common.RESULTS / 'seg_learning_check'
 VAL_LINE = re.compile(r'Iter\(val\) \[\d+/\d+\]\s+aAcc: ([0-9.]+)\s+mIoU: ([0-9.]+)\s+mAcc: ([0-9.]+)')
 TRAIN_LINE = re.compile(r'Iter\(train\) \[\s*(\d+)/\d+\].*?\bloss: ([0-9.]+)')
 
@@ -87,12 +87,12 @@ def markdown(result: dict, settings: dict) -> str:
               f"Machine: {info['cpu']} ({info['cpu_count']} cores), {settings['threads']} thread(s), torch "
               f"{info['torch']}; load average before {settings['load_before']}, after {settings['load_after']}; "
               f"wall time {settings['wall_s'] / 60:.1f} min; {settings['date']}.", '',
-              f"Reproduce: `{settings['command']}`"]
+              common.reproduce(settings['command'])]
     return '\n'.join(lines) + '\n'
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_parser(subparsers) -> None:
+    parser = common.add_subcommand(subparsers, NAME, __doc__, main, validate)
     parser.add_argument('--iters', type=int, default=400, help='training iterations')
     parser.add_argument('--val-interval', type=int, default=50, help='validate every this many iterations')
     parser.add_argument('--target', type=float, default=60.0, help='validation mIoU (percent) to reach')
@@ -101,33 +101,28 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--num-train', type=int, default=64)
     parser.add_argument('--num-val', type=int, default=16)
     parser.add_argument('--size', type=int, nargs=2, default=[64, 80], metavar=('H', 'W'), help='generated images')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--threads', type=int, default=1,
-                        help='OMP_NUM_THREADS of the training process (on a shared machine 1 is steadier)')
-    parser.add_argument('--work-dir', type=Path, default=REPO / 'work_dirs' / 'seg_learning_check')
-    parser.add_argument('--out', type=Path, default=DEFAULT_OUT, help='writes OUT.json and OUT.md')
-    args = parser.parse_args()
-    if args.iters < 1 or args.val_interval < 1 or args.val_interval > args.iters:
-        parser.error('--iters and --val-interval must be >= 1, --val-interval <= --iters')
-    return args
+    parser.add_argument('--work-dir', type=Path, help='keep the data, log and checkpoint here (default: a temp dir)')
+    common.add_shared_options(parser, DEFAULT_OUT, threads_what='OMP_NUM_THREADS of tools/train.py')
 
 
-def main() -> None:
-    args = parse_args()
-    data = make_tiny_ade20k(str(args.work_dir / 'data'), num_train=args.num_train, num_val=args.num_val,
-                            size=tuple(args.size), seed=args.seed)
-    cmd = [sys.executable, str(REPO / 'tools' / 'train.py'), str(CONFIG), '--work-dir', str(args.work_dir / 'train'),
-           '--cfg-options', *train_options(args, data['root'])]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    load_before = [round(x, 2) for x in os.getloadavg()]
-    print(f'training: {shlex.join(cmd)}', flush=True)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
-    wall_s = time.monotonic() - start
-    log = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        sys.exit(f'training failed (exit {proc.returncode}):\n{log[-4000:]}')
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    common.check_at_least(parser, args, iters=1, val_interval=1, batch=1, threads=1, num_train=1, num_val=1)
+    if args.val_interval > args.iters:
+        parser.error(f'--val-interval must be <= --iters ({args.iters}), got {args.val_interval}')
+
+
+def main(args: argparse.Namespace) -> int:
+    with common.work_dir(args.work_dir) as work:
+        data = make_tiny_ade20k(str(work / 'data'), num_train=args.num_train, num_val=args.num_val,
+                                size=tuple(args.size), seed=args.seed)
+        tool_args = [str(CONFIG), '--work-dir', str(work / 'train'), '--cfg-options',
+                     *train_options(args, data['root'])]
+        train_command = shlex.join(tool_command('train.py', *tool_args))
+        load_before = [round(x, 2) for x in os.getloadavg()]
+        print(f'training: {train_command}', flush=True)
+        start = time.monotonic()
+        log = run_tool('train.py', *tool_args, log_path=work / 'train.log', threads=args.threads)
+        wall_s = time.monotonic() - start
     result = parse_log(log, args.val_interval)
     if not result['curve']:
         sys.exit(f'no validation results in the training log:\n{log[-4000:]}')
@@ -135,17 +130,11 @@ def main() -> None:
                     crop=args.crop, num_train=args.num_train, num_val=args.num_val, size=args.size, seed=args.seed,
                     classes=data['labels'][1:], threads=args.threads, machine=machine_info(), wall_s=wall_s,
                     load_before=load_before, load_after=[round(x, 2) for x in os.getloadavg()],
-                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                    command=shlex.join(sys.orig_argv), train_command=shlex.join(cmd))
+                    date=common.utc_now(), command=args._command, train_command=train_command)
     table = markdown(result, settings)
     print(table, flush=True)
-    json_path, md_path = (args.out.with_name(args.out.name + suffix) for suffix in ('.json', '.md'))
-    write_text_atomic(json_path, json.dumps(dict(settings=settings, result=result), indent=2) + '\n')
-    write_text_atomic(md_path, '# Semantic FPN + FastViT-SA12 learning check (CPU, generated ADE20K)\n\n' + table)
-    print(f'wrote {json_path} and {md_path}')
+    paths = common.write_results(args.out, dict(settings=settings, result=result),
+                                 '# Semantic FPN + FastViT-SA12 learning check (CPU, generated ADE20K)\n\n' + table)
+    print(f'wrote {paths[0]} and {paths[1]}')
     reached = any(p['mIoU'] >= args.target for p in result['curve'])
-    sys.exit(0 if reached else 1)
-
-
-if __name__ == '__main__':
-    main()
+    return 0 if reached else 1

@@ -18,24 +18,19 @@ model is a synthetic one (``make_synthetic_mano``) unless ``--mano-path`` is giv
 on its values. On CPU, a forward's peak extra resident memory is measured per candidate in a fresh subprocess; on
 CUDA, the peak allocated memory above what the weights hold.
 
-The machine may be shared: ``--max-load`` waits (up to ``--wait-timeout`` seconds) before each batch size until the
-1-minute load average is below it; the load before and after timing is recorded either way.
+The machine may be shared: ``--max-load`` waits (up to ``--max-wait`` seconds) before each batch size until the
+1-minute load average is below it; the load before and after timing is recorded either way. Writes
+``benchmarks/results/hand_throughput_<device>.{json,md}`` by default.
 
 Example:
-    .venv/bin/python benchmarks/hand_throughput.py --warmup 5 --runs 30 --warmup-b32 2 --runs-b32 6 --max-load 1.5
-    .venv/bin/python benchmarks/hand_throughput.py --device cuda --warmup 50 --runs 200     # batch 1, as the paper
+    .venv/bin/python benchmarks/bench.py hand --warmup 5 --runs 30 --warmup-big 2 --runs-big 6 --max-load 1.5
+    .venv/bin/python benchmarks/bench.py hand --device cuda --warmup 50 --runs 200     # batch 1, as the paper
 """
 import argparse
 import copy
-import datetime
-import json
 import os
-import shlex
-import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 import mmengine
@@ -43,18 +38,15 @@ import torch
 from mmengine.logging import MMLogger
 from torch import nn
 
-from mmfastvit.deploy.latency import (add_measurement_options, load_average, machine_info, peak_extra_memory, summarize,
-                                      time_interleaved, wait_for_load, write_text_atomic)
+from mmfastvit.deploy.latency import machine_info, summarize
 from mmfastvit.hand import HandMeshEstimator, make_synthetic_mano
 from mmfastvit.models import FastViT, reparameterize_model
 from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_, relative_error
 
-try:
-    import torchvision
-    from torch.fx.experimental.optimization import fuse as fx_fuse_conv_bn
-except ImportError as exc:
-    sys.exit(f'hand_throughput.py needs torchvision for the ResNet-50 baseline ({exc})')
+from . import common
+from .common import fmt_load, num_params, row
 
+NAME = 'hand'
 DEFAULT_VARIANTS = ('sa12', 'ma36')
 BASELINES = ('resnet50_fused', 'resnet50')  # the first is the like-for-like one
 BASELINE_LABELS = {
@@ -67,9 +59,16 @@ RESNET50_CHANNELS = 2048
 SIZE = 224  # FreiHAND's crop (HandCropAffine's out_size)
 AGREEMENT_TOL = 1e-4  # max |fused - unfused| / max |unfused| over the features and every head output
 MEMORY_RUNS = 2
-MEMORY_CHILD_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536'}  # freed activations go back to the OS (see backbone_latency)
 PAPER = 'FastViT-MA36: 218 FPS at batch 1 on an RTX-2080Ti (paper, Table 8)'
-RESULTS = Path(__file__).resolve().parent / 'results'
+
+
+def _torchvision():
+    try:
+        import torchvision
+        from torch.fx.experimental.optimization import fuse as fx_fuse_conv_bn
+    except ImportError as exc:
+        sys.exit(f'bench.py hand needs torchvision for the ResNet-50 baseline ({exc})')
+    return torchvision, fx_fuse_conv_bn
 
 
 def hand_model(backbone: nn.Module, mano_path: str, in_channels: Optional[int] = None) -> HandMeshEstimator:
@@ -98,6 +97,7 @@ def fastvit_hand(variant: str, mano_path: str, seed: int) -> Tuple[nn.Module, nn
 
 def resnet50_hand(mano_path: str, seed: int) -> Tuple[nn.Module, nn.Module]:
     """(BatchNorm as is, BatchNorm folded) ResNet-50 hand models, same weights (random BN statistics, seeded)."""
+    torchvision, fx_fuse_conv_bn = _torchvision()
     torch.manual_seed(seed)
     backbone = torchvision.models.resnet50()
     backbone.fc = nn.Identity()  # the pooled 2048-d features
@@ -145,27 +145,17 @@ def _flat(outputs):
             yield out
 
 
-def num_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def memory_child(name: str, args: argparse.Namespace) -> None:
+def memory_child(args: argparse.Namespace) -> None:
     """Builds one candidate, runs it, prints its forward's peak extra resident memory (JSON)."""
+    name = args.memory_child
     model = build_candidates((name, ), args.mano_path, args.seed)[0][name]
-    x = torch.randn(args.batches[0], 3, SIZE, SIZE)
-    with torch.inference_mode():
-        model(x)
-        memory = peak_extra_memory(lambda: model(x), MEMORY_RUNS)
-    print(json.dumps(dict(peak_mib=memory['peak_mib'], peak_is_extra=memory['peak_is_extra'])))
+    memory = common.forward_peak(model, torch.randn(args.batches[0], 3, SIZE, SIZE), MEMORY_RUNS)
+    common.print_child_result(peak_mib=memory['peak_mib'], peak_is_extra=memory['peak_is_extra'])
 
 
 def measure_cpu_memory(name: str, batch: int, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), '--_memory-child', name, '--batches', str(batch),
-           '--seed', str(args.seed), '--threads', str(args.threads), '--mano-path', args.mano_path]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MEMORY_CHILD_ENV})
-    if proc.returncode != 0:
-        sys.exit(f'memory measurement of {name} at batch {batch} failed:\n{proc.stderr[-3000:]}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return common.memory_in_child(NAME, name, ['--batches', batch, '--seed', args.seed, '--threads', args.threads,
+                                               '--mano-path', args.mano_path], what=f'{name} at batch {batch}')
 
 
 def measure_cuda_memory(model: nn.Module, x: torch.Tensor) -> dict:
@@ -177,14 +167,6 @@ def measure_cuda_memory(model: nn.Module, x: torch.Tensor) -> dict:
         model(x)
     torch.cuda.synchronize()
     return dict(peak_mib=(torch.cuda.max_memory_allocated() - before) / 2**20, peak_is_extra=True)
-
-
-def fmt_load(load) -> str:
-    return ', '.join(f'{v:.2f}' for v in load.values()) if load else 'not available'
-
-
-def row(cells: Sequence[str]) -> str:
-    return '| ' + ' | '.join(cells) + ' |'
 
 
 def label(name: str) -> str:
@@ -236,49 +218,40 @@ def markdown(results: dict, settings: dict) -> str:
                      f"average (1, 5, 15 min) before timing {fmt_load(r['load_before'])}{wait_note}, after "
                      f"{fmt_load(r['load_after'])}; timing took {r['timing_s'] / 60:.1f} min.")
     lines += ['', f"MANO: {settings['mano']}. torch {info['torch']}, torchvision {settings['torchvision']}, "
-              f"{settings['date']}.", '', f"Reproduce: `{settings['command']}`"]
+              f"{settings['date']}.", '', common.reproduce(settings['command'])]
     return '\n'.join(lines) + '\n'
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_parser(subparsers) -> None:
+    parser = common.add_subcommand(subparsers, NAME, __doc__, main, validate)
     parser.add_argument('--variants', nargs='+', choices=list(FastViT.arch_zoo), default=list(DEFAULT_VARIANTS))
     parser.add_argument('--baselines', nargs='*', choices=list(BASELINES), default=list(BASELINES))
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--batches', nargs='+', type=int, default=None,
                         help='batch sizes, one interleaved run each. Default: 1 32 on cpu (32: METRO\'s per-GPU '
                              'batch), 1 on cuda (the paper\'s FPS)')
-    parser.add_argument('--warmup', type=int, default=5, help='untimed rounds at batch 1')
-    parser.add_argument('--runs', type=int, default=30, help='timed rounds at batch 1 (one forward of every candidate '
-                        'each)')
-    parser.add_argument('--warmup-b32', type=int, default=None, help='untimed rounds at batch > 1 (default --warmup)')
-    parser.add_argument('--runs-b32', type=int, default=None, help='timed rounds at batch > 1 (default --runs)')
-    add_measurement_options(parser)  # --threads --seed --no-memory --max-load (before each batch size) --wait-timeout
+    common.add_timing_options(parser, warmup=5, runs=30, unit='rounds at batch 1 (one forward of every candidate '
+                              'each)', big=True)
     parser.add_argument('--mano-path', default=None,
                         help='MANO_RIGHT.pkl to build the head with. Default: a synthetic one in a temporary folder')
-    parser.add_argument('--out', type=Path, default=None,
-                        help='writes OUT.json and OUT.md. Default: benchmarks/results/hand_throughput_<device>')
-    args = parser.parse_args()
+    common.add_shared_options(parser, None, load_when='before each batch size', memory_child=memory_child,
+                              out_default_text='benchmarks/results/hand_throughput_<device>')
+
+
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.batches is None:
         args.batches = [1, 32] if args.device == 'cpu' else [1]
-    args.warmup_b32 = args.warmup if args.warmup_b32 is None else args.warmup_b32
-    args.runs_b32 = args.runs if args.runs_b32 is None else args.runs_b32
-    if (min(args.runs, args.runs_b32, args.threads, *args.batches) < 1 or min(args.warmup, args.warmup_b32) < 0):
-        parser.error('--runs, --runs-b32, --threads and --batches must be >= 1, --warmup and --warmup-b32 >= 0')
+    common.check_at_least(parser, args, runs=1, runs_big=1, threads=1, batches=1, warmup=0, warmup_big=0)
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: torch sees no CUDA device here')
     if args.out is None:
-        args.out = RESULTS / f'hand_throughput_{args.device}'
-    return args
+        args.out = common.RESULTS / f'hand_throughput_{args.device}'
 
 
-def main() -> None:
-    args = parse_args()
+def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    if args._memory_child:
-        memory_child(args._memory_child, args)
-        return
-    logger = MMLogger.get_instance('hand_throughput', logger_name='hand_throughput')
+    logger = MMLogger.get_instance('bench_hand', logger_name='bench_hand')
+    torchvision, _ = _torchvision()
     with tempfile.TemporaryDirectory() as tmp:
         mano = f'{args.mano_path} (given)'
         if args.mano_path is None:
@@ -299,28 +272,17 @@ def main() -> None:
 
         per_batch = {}
         for batch in args.batches:
-            warmup, runs = (args.warmup, args.runs) if batch == 1 else (args.warmup_b32, args.runs_b32)
+            warmup, runs = common.timing_for(args, batch)
             x = torch.randn(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(args.seed)).to(device)
-            waited = None
-            if args.max_load is not None:
-                waited = wait_for_load(args.max_load, timeout_s=args.wait_timeout, poll_s=30, log=logger.info)
-                if not waited['below']:
-                    logger.info(f"load average still {waited['load_average']} after {waited['waited_s']:.0f} s; "
-                                'timing anyway (recorded in the results)')
-            load_before = load_average()
-            logger.info(f'batch {batch}: load average before timing {load_before}; {warmup} + {runs} rounds')
-            start = time.monotonic()
             calls = {name: (lambda model=model: model(x)) for name, model in models.items()}
-            times = time_interleaved(calls, warmup, runs, sync=sync,
-                                     progress=lambda done, total: logger.info(f'batch {batch}: round {done}/{total}'))
-            timing_s = time.monotonic() - start
-            load_after = load_average()
-            latency = {name: summarize(t, batch=batch) for name, t in times.items()}
+            timed = common.time_when_quiet(calls, warmup, runs, args, logger.info, label=f'batch {batch}: ', sync=sync)
+            latency = {name: summarize(t, batch=batch) for name, t in timed['times'].items()}
             for name, stats in latency.items():
                 logger.info(f"batch {batch}: {name} median {stats['median_ms']:.1f} ms, "
                             f"{stats['throughput_ips']:.1f} FPS")
-            per_batch[str(batch)] = dict(warmup=warmup, runs=runs, latency=latency, load_before=load_before,
-                                         load_after=load_after, waited=waited, timing_s=timing_s, memory={})
+            per_batch[str(batch)] = dict(warmup=warmup, runs=runs, latency=latency, load_before=timed['load_before'],
+                                         load_after=timed['load_after'], waited=timed['waited'],
+                                         timing_s=timed['timing_s'], memory={})
 
         if not args.no_memory:
             for batch in args.batches:
@@ -334,20 +296,15 @@ def main() -> None:
     settings = dict(device=args.device, variants=args.variants, baselines=args.baselines, batches=args.batches,
                     size=SIZE, seed=args.seed, dtype='float32', mano=mano, machine=machine_info(),
                     torchvision=torchvision.__version__, mmengine=mmengine.__version__, max_load=args.max_load,
-                    wait_timeout=args.wait_timeout, agreement_tol=AGREEMENT_TOL,
-                    cudnn_benchmark=args.device == 'cuda', memory_child_env=MEMORY_CHILD_ENV,
-                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                    command=shlex.join(sys.orig_argv))
+                    max_wait=args.max_wait, agreement_tol=AGREEMENT_TOL,
+                    cudnn_benchmark=args.device == 'cuda', memory_child_env=common.MEMORY_CHILD_ENV,
+                    date=common.utc_now(), command=args._command)
     results = dict(params=params, max_rel_diff=errors, batches=per_batch)
     table = markdown(results, settings)
     print(table, flush=True)
-    json_path, md_path = (args.out.with_name(args.out.name + suffix) for suffix in ('.json', '.md'))
-    write_text_atomic(json_path, json.dumps(dict(settings=settings, results=results), indent=2) + '\n')
     title = 'CPU' if args.device == 'cpu' else 'GPU'
-    write_text_atomic(md_path, f'# FreiHAND hand-mesh model: throughput on {title}, FastViT against ResNet-50\n\n'
-                      + table)
-    logger.info(f'wrote {json_path} and {md_path}')
-
-
-if __name__ == '__main__':
-    main()
+    paths = common.write_results(args.out, dict(settings=settings, results=results),
+                                 f'# FreiHAND hand-mesh model: throughput on {title}, FastViT against ResNet-50\n\n'
+                                 + table)
+    logger.info(f'wrote {paths[0]} and {paths[1]}')
+    return 0

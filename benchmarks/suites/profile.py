@@ -1,7 +1,7 @@
 """Where ONNX Runtime spends its time in our export and in timm's, and how far the deploy targets can go there.
 
 Both graphs of each variant (ours: fused to the deepest level with the export rewrites; timm's reparameterized model
-with the same weights; the same exporter, opset and session options as ``benchmarks/deploy_latency.py``) are run with
+with the same weights; the same exporter, opset and session options as ``bench.py deploy``) are run with
 ONNX Runtime's profiler, iterations interleaved, and every node's kernel time is attributed to a part of the network
 by the node's name:
 
@@ -26,13 +26,13 @@ From that it derives two bounds that hold for any exact rewrite of the rewritten
 
 Per-node times come from the profiler and add up to less than the wall time (the executor's own work is not in
 them), and with a few runs per model they move by several percent between runs: the ratio of two models is
-measured by ``benchmarks/deploy_latency.py`` (round-robin, with an interval); this script says where the time goes
-and derives the bounds from the proportions within timm's own profile.
+measured by ``bench.py deploy`` (round-robin, with an interval); this subcommand says where the time goes and
+derives the bounds from the proportions within timm's own profile.
 
-Writes ``benchmarks/results/ort_profile_cpu.{json,md}``.
+Writes ``benchmarks/results/ort_profile_cpu.{json,md}`` by default.
 
 Example:
-    .venv/bin/python benchmarks/ort_profile.py --variants s12 ma36 --batch 8 --iters 6
+    .venv/bin/python benchmarks/bench.py profile --variants s12 ma36 --batch 8 --runs 6
 """
 import argparse
 import collections
@@ -41,8 +41,6 @@ import json
 import os
 import os.path as osp
 import re
-import shlex
-import sys
 import tempfile
 import time
 from typing import Dict, List, Tuple
@@ -51,12 +49,13 @@ import numpy as np
 import torch
 from mmengine.logging import MMLogger
 
-from mmfastvit.deploy.benchmark import prepare_network, timm_fused_pair
-from mmfastvit.deploy.latency import load_average, machine_info, matmul_peak, wait_for_load, write_text_atomic
-from mmfastvit.deploy.runtimes import ort_session
+from mmfastvit.deploy.latency import load_average, machine_info, matmul_peak
 from mmfastvit.models import FastViT
 
-RESULTS = osp.join(osp.dirname(osp.abspath(__file__)), 'results')
+from . import common
+
+NAME = 'profile'
+SIZE = 256
 REWRITTEN = ('patch embeddings', 'final_conv + head', 'attention')
 SHARED = ('stem', 'blocks', 'GELU', 'positional encoding')  # the same nodes in both graphs
 UNATTRIBUTED = ('layout', 'other')  # layout conversions (timm's grouped convolutions need some), unnamed nodes
@@ -98,20 +97,55 @@ def _conv_work(args: dict) -> Tuple[int, bool]:
     return int(np.prod(outputs[0])) * int(np.prod(weight[1:])), weight[2:] == [1, 1]
 
 
-def profile(paths: Dict[str, str], x: np.ndarray, threads: int, iters: int, work_dir: str) -> Dict[str, dict]:
-    """Per-part kernel times (ms per run) of each model, iterations interleaved across the models."""
+# ---------------------------------------------------------------------------------------------------------------------
+# mmfastvit.deploy: every call this subcommand makes into it (but for mmfastvit.deploy.latency) is in this section,
+# so that a change of that API is met here alone.
+
+def export_pair(variant: str, batch: int, size: int, work_dir: str, threads: int, log,
+                seed: int = 0) -> Tuple[Dict[str, str], int]:
+    """Ours (fused to the deepest level, export rewrites) and timm's fused FastViT-``variant`` with the same
+    weights (seeded), exported and checked against PyTorch exactly as ``bench.py deploy`` does: the ONNX paths
+    (``{'ours': ..., 'timm': ...}``) and our network's multiply-adds at ``batch``."""
+    from mmfastvit.deploy.benchmark import prepare_network
+    from mmfastvit.deploy.settings import BenchmarkSettings
+    from mmfastvit.deploy.timm_pair import timm_fused_pair
+    deployable, timm_model = timm_fused_pair(variant, seed)
+    settings = BenchmarkSettings(variants=(variant,), backends=('onnxruntime-cpu',), batch=batch, shape=(size, size),
+                                 threads=threads, seed=seed)
+    net = prepare_network(deployable, settings, work_dir, timm_model=timm_model, log=log)
+    return {who: info['path'] for who, info in net.onnx_files.items()}, net.macs
+
+
+def session(path: str, threads: int, profile_prefix: str):
+    """An ONNX Runtime CPU session with the benchmarks' options (no spinning), profiling to ``profile_prefix``."""
+    from mmfastvit.deploy.engines.onnxruntime import ort_session
+    return ort_session(path, threads=threads, spinning=False, profile_prefix=profile_prefix)
+
+
+def session_options(threads: int):
+    """The benchmarks' ONNX Runtime session options (no spinning)."""
+    from mmfastvit.deploy.engines.onnxruntime import ort_session_options
+    return ort_session_options(threads, spinning=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the profile and its reading
+
+def profile(paths: Dict[str, str], x: np.ndarray, threads: int, runs: int, work_dir: str,
+            warmup: int = 2) -> Dict[str, dict]:
+    """Per-part kernel times (ms per run) of each model, ``runs`` profiled runs (after ``warmup`` unprofiled ones)
+    interleaved across the models."""
     def sessions():
-        return {who: ort_session(p, threads=threads, spinning=False, profile_prefix=osp.join(work_dir, who))
-                for who, p in paths.items()}
+        return {who: session(p, threads, profile_prefix=osp.join(work_dir, who)) for who, p in paths.items()}
 
     warm = sessions()
-    for _ in range(2):
+    for _ in range(warmup):
         for s in warm.values():
             s.run(None, {s.get_inputs()[0].name: x})
     for s in warm.values():
         os.remove(s.end_profiling())
     timed = sessions()
-    for _ in range(iters):
+    for _ in range(runs):
         for s in timed.values():
             s.run(None, {s.get_inputs()[0].name: x})
     out = {}
@@ -125,17 +159,17 @@ def profile(paths: Dict[str, str], x: np.ndarray, threads: int, iters: int, work
         for e in events:
             if e.get('cat') != 'Node' or not e['name'].endswith('_kernel_time'):
                 continue
-            ms = e['dur'] / 1e3 / iters
+            ms = e['dur'] / 1e3 / runs
             op = e['args'].get('op_name', '?')
             part = part_of(e['name'], op)
             parts[part] += ms
             ops[op] += ms
-            nodes[part] += 1 / iters
+            nodes[part] += 1 / runs
             macs, pointwise = _conv_work(e['args'])
-            part_macs[part] += macs / iters
+            part_macs[part] += macs / runs
             if pointwise:
                 pointwise_ms += ms
-                pointwise_macs += macs / iters
+                pointwise_macs += macs / runs
         total = sum(parts.values())
         matrix = sum(ops[o] for o in MATRIX_OPS)
         out[who] = dict(total_ms=total, parts_ms=dict(parts), ops_ms=dict(ops), conv_macs=dict(part_macs),
@@ -151,8 +185,6 @@ def gelu_throughput(sizes_mb: List[float], threads: int, runs: int = 20) -> List
     cache would run faster, and a graph could tile the ConvFFN to keep them there."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
-
-    from mmfastvit.deploy.runtimes import ort_session_options
     out = []
     for size_mb in sizes_mb:
         shape = [max(1, int(size_mb * 2**20 / 4 / 1024)), 1024]
@@ -161,7 +193,7 @@ def gelu_throughput(sizes_mb: List[float], threads: int, runs: int = 20) -> List
                                   [helper.make_tensor_value_info('y', TensorProto.FLOAT, shape)])
         model = helper.make_model(graph, ir_version=9, opset_imports=[helper.make_opsetid('', 18),
                                                                       helper.make_opsetid('com.microsoft', 1)])
-        session = ort.InferenceSession(model.SerializeToString(), ort_session_options(threads, spinning=False),
+        session = ort.InferenceSession(model.SerializeToString(), session_options(threads),
                                        providers=['CPUExecutionProvider'])
         x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
         for _ in range(3):
@@ -241,54 +273,48 @@ def markdown(report: dict) -> str:
               'the rewritten parts the time of their convolutions\' multiply-adds (as the profiler reports their '
               'shapes) at the peak. % peak ceiling: the share of the peak ours would reach with every convolution '
               'and matrix product at the peak and the other nodes (GELU, softmax, layout) as measured.', '',
-              f"Reproduce: `{report['command']}`"]
+              common.reproduce(report['command'])]
     return '\n'.join(lines) + '\n'
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_parser(subparsers) -> None:
+    parser = common.add_subcommand(subparsers, NAME, __doc__, main, validate)
     parser.add_argument('--variants', nargs='+', default=['t8', 's12', 'sa12', 'ma36'], choices=list(FastViT.arch_zoo))
     parser.add_argument('--batch', type=int, default=8)
-    parser.add_argument('--iters', type=int, default=6, help='profiled runs per model (after 2 warm-up runs)')
-    parser.add_argument('--threads', type=int, default=2, help='ONNX Runtime intra-op threads')
-    parser.add_argument('--max-load', type=float, default=1.5, help='wait for the 1-min load average to drop below')
-    parser.add_argument('--wait-timeout', type=float, default=900)
+    common.add_timing_options(parser, warmup=2, runs=6, unit='runs per model (profiled: --runs)')
     parser.add_argument('--gelu-sizes', nargs='*', type=float, default=[0.5, 2, 8, 32, 128],
                         help='tensor sizes (MB) to time the GELU alone at')
-    parser.add_argument('--out', default=osp.join(RESULTS, 'ort_profile_cpu'), help='writes OUT.json and OUT.md')
-    args = parser.parse_args(argv)
-    if args.batch < 1 or args.iters < 1 or args.threads < 1:
-        parser.error(f'--batch, --iters and --threads must be >= 1; got {args.batch}, {args.iters}, {args.threads}')
-    return args
+    common.add_shared_options(parser, common.RESULTS / 'ort_profile_cpu',
+                              threads_what='ONNX Runtime intra-op threads and torch.set_num_threads',
+                              load_when='before each variant')
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    logger = MMLogger.get_instance('ort_profile', logger_name='ort_profile')
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    common.check_at_least(parser, args, batch=1, runs=1, warmup=0, threads=1)
+
+
+def main(args: argparse.Namespace) -> int:
+    logger = MMLogger.get_instance('bench_profile', logger_name='bench_profile')
     import onnxruntime
     torch.set_num_threads(args.threads)
-    x = torch.rand(args.batch, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    report = dict(batch=args.batch, iters=args.iters, threads=args.threads, machine=machine_info(),
-                  onnxruntime=onnxruntime.__version__, date=datetime.date.today().isoformat(),
-                  command='.venv/bin/python benchmarks/ort_profile.py ' + shlex.join(sys.argv[1:] if argv is None
-                                                                                       else argv),
+    x = torch.rand(args.batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(args.seed)) * 2 - 1
+    report = dict(batch=args.batch, iters=args.runs, warmup=args.warmup, threads=args.threads, seed=args.seed,
+                  machine=machine_info(),
+                  onnxruntime=onnxruntime.__version__, date=datetime.date.today().isoformat(), command=args._command,
                   variants={})
     variants: Dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         load_before: List[float] = []
         peaks: List[dict] = []
         for variant in args.variants:
-            deployable, timm_model = timm_fused_pair(variant)
-            # exported and checked against PyTorch exactly as benchmarks/deploy_latency.py does
-            net = prepare_network(deployable, ['onnxruntime-cpu'], args.batch, (256, 256), tmp, timm_model=timm_model,
-                                  threads=args.threads, log=logger.info)
-            paths = {who: info['path'] for who, info in net.onnx_files.items()}
-            waited = wait_for_load(args.max_load, args.wait_timeout, log=logger.info)
-            load_before.append((waited['load_average'] or {}).get('1min'))
+            paths, macs = export_pair(variant, args.batch, SIZE, tmp, args.threads, logger.info, args.seed)
+            waited = common.wait_if_asked(args, logger.info)
+            load = waited['load_average'] if waited else load_average()
+            load_before.append((load or {}).get('1min'))
             peaks.append(matmul_peak())
-            logger.info(f'{variant}: profiling ours and timm, {args.iters} runs each')
-            prof = profile(paths, x.numpy(), args.threads, args.iters, tmp)
-            variants[variant] = dict(gflop=2 * net.macs / 1e9, profile=prof)
+            logger.info(f'{variant}: profiling ours and timm, {args.runs} runs each')
+            prof = profile(paths, x.numpy(), args.threads, args.runs, tmp, warmup=args.warmup)
+            variants[variant] = dict(gflop=2 * macs / 1e9, profile=prof)
         peaks.append(matmul_peak())
         report['gelu'] = gelu_throughput(args.gelu_sizes, args.threads)
     peak = max(peaks, key=lambda p: p['best_gflops'])
@@ -299,12 +325,7 @@ def main(argv=None) -> int:
     for variant, res in variants.items():
         res['bounds'] = bounds(res['profile'], res['gflop'], report['peak_gflops'])
     report['variants'] = variants
-    write_text_atomic(args.out + '.json', json.dumps(report, indent=2) + '\n')
     text = markdown(report)
-    write_text_atomic(args.out + '.md', text)
+    common.write_results(args.out, report, text)
     logger.info('\n' + text)
     return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

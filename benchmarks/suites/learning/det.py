@@ -10,27 +10,24 @@ last checkpoint and checks that its bbox AP reaches ``--target``. The curve, the
 ``benchmarks/results/det_learning_check.{md,json}``.
 
 Example:
-    .venv/bin/python benchmarks/det_learning_check.py                       # the committed figure
-    .venv/bin/python benchmarks/det_learning_check.py --epochs 2 --train-images 40 --target 0.01 --out /tmp/dlc
+    .venv/bin/python benchmarks/bench.py learning det --threads 2            # the committed figure
+    .venv/bin/python benchmarks/bench.py learning det --epochs 2 --train-images 40 --target 0.01 --out /tmp/dlc
 """
 import argparse
-import datetime
-import json
-import os
 import re
-import shlex
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from mmfastvit.datasets import make_tiny_coco
-from mmfastvit.deploy.latency import load_average, machine_info, wait_for_load, write_text_atomic
+from mmfastvit.deploy.latency import load_average, machine_info
 
-REPO = Path(__file__).resolve().parent.parent
+from .. import common
+from ..common import REPO, run_tool
+
+NAME = 'det'
 CONFIG = REPO / 'configs' / 'mask_rcnn_fastvit_sa12_1x.py'
-DEFAULT_OUT = Path(__file__).resolve().parent / 'results' / 'det_learning_check'
+DEFAULT_OUT = common.RESULTS / 'det_learning_check'
 VAL_LINE = re.compile(r'Epoch\((?:val|test)\) (?:\[(\d+)\])?\[\d+/\d+\]\s+coco/bbox_mAP: (-?[0-9.]+)\s+'
                       r'coco/bbox_mAP_50: (-?[0-9.]+).*?coco/segm_mAP: (-?[0-9.]+)\s+coco/segm_mAP_50: (-?[0-9.]+)')
 TRAIN_LINE = re.compile(r'Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\].*?\bloss: ([0-9.]+)')
@@ -66,17 +63,6 @@ def parse_log(log: str) -> dict:
     return dict(curve=curve, losses=losses)
 
 
-def run_tool(script: str, *args: str, log_path: Path) -> str:
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    with open(log_path, 'w') as log_file:  # written as it runs, so that progress can be followed
-        proc = subprocess.run([sys.executable, str(REPO / 'tools' / script), *args], cwd=REPO, env=env,
-                              stdout=log_file, stderr=subprocess.STDOUT, text=True)
-    log = log_path.read_text()
-    if proc.returncode != 0:
-        sys.exit(f'{script} failed (exit {proc.returncode}); log in {log_path}:\n{log[-3000:]}')
-    return log
-
-
 def markdown(result: dict, settings: dict) -> str:
     lines = ['| after epoch | iterations | bbox AP | bbox AP50 | segm AP | segm AP50 |', '|---|---|---|---|---|---|']
     for point in result['curve']:
@@ -101,12 +87,12 @@ def markdown(result: dict, settings: dict) -> str:
               '', f"Wall time {settings['wall_s'] / 60:.1f} min on {settings['machine']['cpu']} "
               f"({settings['machine']['cpu_count']} cores; 1-minute load average {settings['load_before']['1min']} "
               f"before, {settings['load_after']['1min']} after), torch {settings['machine']['torch']}, "
-              f"{settings['date']}.", '', f"Reproduce: `{settings['command']}`"]
+              f"{settings['date']}.", '', common.reproduce(settings['command'])]
     return '\n'.join(lines) + '\n'
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_parser(subparsers) -> None:
+    parser = common.add_subcommand(subparsers, NAME, __doc__, main, validate)
     parser.add_argument('--train-images', type=int, default=100, help='generated training images. Default: 100')
     parser.add_argument('--val-images', type=int, default=24, help='generated validation images. Default: 24')
     parser.add_argument('--size', type=int, default=128, help='longer image side. Default: 128')
@@ -118,27 +104,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--warmup-iters', type=int, default=50, help='linear warm-up iterations. Default: 50')
     parser.add_argument('--rois', type=int, default=64, help='sampled RoIs per image (the config: 512). Default: 64')
     parser.add_argument('--target', type=float, default=0.5, help='bbox AP@[.5:.95] to reach. Default: 0.5')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--wait-load', type=float, help='first wait for the 1-minute load average to drop below this')
     parser.add_argument('--work-dir', type=Path, help='keep the data, logs and checkpoint here (default: a temp dir)')
-    parser.add_argument('--out', type=Path, default=DEFAULT_OUT, help='writes OUT.json and OUT.md')
-    args = parser.parse_args()
-    if min(args.train_images, args.val_images, args.batch) < 1 or args.epochs < 2 or args.warmup_iters < 0:
-        parser.error('--train-images, --val-images and --batch must be >= 1, --epochs >= 2 (the last one runs at '
-                     'lr x0.1), --warmup-iters >= 0')
-    return args
+    common.add_shared_options(parser, DEFAULT_OUT, threads_what='OMP_NUM_THREADS of tools/train.py and tools/test.py',
+                              load_when='first')
 
 
-def main() -> None:
-    args = parse_args()
-    waited = None
-    if args.wait_load:
-        waited = wait_for_load(args.wait_load, 900, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    common.check_at_least(parser, args, train_images=1, val_images=1, batch=1, threads=1, warmup_iters=0)
+    if args.epochs < 2:
+        parser.error(f'--epochs must be >= 2 (the last one runs at lr x0.1), got {args.epochs}')
+
+
+def main(args: argparse.Namespace) -> int:
+    waited = common.wait_if_asked(args, log=common.log_stderr)
     load_before = load_average()
     start = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.work_dir or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with common.work_dir(args.work_dir) as work:
         data = make_tiny_coco(str(work / 'data'), num_train=args.train_images, num_val=args.val_images,
                               size=args.size, max_objects=args.max_objects, crowd_prob=args.crowd_prob,
                               seed=args.seed)
@@ -147,9 +128,10 @@ def main() -> None:
         print(f"training on {data['train']['num_images']} images ({data['train']['num_annotations']} annotations) "
               f"for {args.epochs} epochs; log: {work / 'train.log'}", file=sys.stderr, flush=True)
         train_log = run_tool('train.py', str(CONFIG), '--work-dir', str(work / 'work_dir'), '--cfg-options', *options,
-                             log_path=work / 'train.log')
+                             log_path=work / 'train.log', threads=args.threads)
         test_log = run_tool('test.py', str(CONFIG), str(work / 'work_dir' / f'epoch_{args.epochs}.pth'), '--work-dir',
-                            str(work / 'test_dir'), '--cfg-options', *options, log_path=work / 'test.log')
+                            str(work / 'test_dir'), '--cfg-options', *options, log_path=work / 'test.log',
+                            threads=args.threads)
     wall_s = time.monotonic() - start
     parsed = parse_log(train_log)
     tests = parse_log(test_log)['curve']
@@ -158,22 +140,18 @@ def main() -> None:
     test = tests[-1]
     result = dict(curve=parsed['curve'], losses=parsed['losses'], test=test, reached=test['bbox_mAP'] >= args.target)
     iters_per_epoch = parsed['losses'][-1]['iters_per_epoch']
-    settings = dict(vars(args), work_dir=str(args.work_dir) if args.work_dir else None, out=str(args.out),
+    settings = dict(common.options(args), work_dir=str(args.work_dir) if args.work_dir else None, out=str(args.out),
                     train_images=data['train']['num_images'], val_images=data['val']['num_images'],
                     train_annotations=data['train']['num_annotations'], val_annotations=data['val']['num_annotations'],
                     iters_per_epoch=iters_per_epoch, cfg_options=options, wall_s=wall_s, load_before=load_before,
                     load_after=load_average(), wait_for_load=waited, machine=machine_info(),
-                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                    command=shlex.join(sys.orig_argv))
+                    date=common.utc_now(), command=args._command)
     text = markdown(result, settings)
     print(text, flush=True)
-    json_path, md_path = (args.out.with_name(args.out.name + suffix) for suffix in ('.json', '.md'))
-    write_text_atomic(json_path, json.dumps(dict(settings=settings, results=result), indent=2) + '\n')
-    write_text_atomic(md_path, '# Learning check: Mask R-CNN FastViT-SA12 from scratch on generated shapes (CPU)\n\n'
-                      + text)
-    print(f'wrote {json_path} and {md_path}', file=sys.stderr)
-    sys.exit(0 if result['reached'] else 1)
+    paths = common.write_results(args.out, dict(settings=settings, results=result),
+                                 '# Learning check: Mask R-CNN FastViT-SA12 from scratch on generated shapes (CPU)\n\n'
+                                 + text)
+    print(f'wrote {paths[0]} and {paths[1]}', file=sys.stderr)
+    return 0 if result['reached'] else 1
 
 
-if __name__ == '__main__':
-    main()

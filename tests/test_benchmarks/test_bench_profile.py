@@ -1,5 +1,5 @@
-"""benchmarks/ort_profile.py: every node of both exported graphs is attributed to a part of FastViT by its name, and
-the bounds it derives follow from the per-part times."""
+"""bench.py profile: every node of both exported graphs is attributed to a part of FastViT by its name, and the
+bounds it derives follow from the per-part times."""
 import os.path as osp
 import sys
 
@@ -9,20 +9,15 @@ import torch
 pytest.importorskip('onnxruntime')
 pytest.importorskip('timm')
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..', 'benchmarks'))
-import ort_profile  # noqa: E402
-
-from mmfastvit.deploy.benchmark import prepare_network, timm_fused_pair  # noqa: E402
+from suites import profile as ort_profile  # noqa: E402
 
 
 @pytest.fixture(scope='module')
 def profiled(tmp_path_factory):
     work = str(tmp_path_factory.mktemp('ort_profile'))
-    deployable, timm_model = timm_fused_pair('sa12')
-    net = prepare_network(deployable, ['onnxruntime-cpu'], 1, (64, 64), work, timm_model=timm_model, threads=1,
-                          log=lambda m: None)
+    paths, macs = ort_profile.export_pair('sa12', 1, 64, work, threads=1, log=lambda m: None)
     x = (torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1).numpy()
-    paths = {who: info['path'] for who, info in net.onnx_files.items()}
-    return ort_profile.profile(paths, x, threads=1, iters=2, work_dir=work), 2 * net.macs / 1e9
+    return ort_profile.profile(paths, x, threads=1, runs=2, work_dir=work), 2 * macs / 1e9
 
 
 def test_every_node_is_attributed(profiled):

@@ -11,42 +11,35 @@ in the machine's speed hits both alike; the ratio is taken within the run. Peak 
 subprocess, the extra resident memory of a step over the state after a first step (weights, gradients and AdamW
 moments already allocated), from /proc/self VmHWM.
 
-The load average is recorded before and after (``--wait-load`` waits, up to ``--wait-max`` seconds, for the 1-minute
-load to drop below a bound first): on a shared machine compare the ratio, not the absolute times.
+The load average is recorded before and after (``--max-load`` waits, up to ``--max-wait`` seconds, for the 1-minute
+load to drop below a bound first): on a shared machine compare the ratio, not the absolute times. Writes
+``benchmarks/results/det_train_step.{json,md}`` by default.
 
 Example:
-    .venv/bin/python benchmarks/det_train_step.py                        # the committed figures
-    .venv/bin/python benchmarks/det_train_step.py --size 320 --runs 3 --warmup 1 --out /tmp/det_step
+    .venv/bin/python benchmarks/bench.py train-step --threads 2 --max-load 1.5 --max-wait 600   # the committed figures
+    .venv/bin/python benchmarks/bench.py train-step --size 320 --runs 3 --warmup 1 --out /tmp/det_step
 """
 import argparse
 import copy
-import datetime
-import json
-import os
-import shlex
-import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
 import torch
 
 from mmfastvit.datasets import make_tiny_coco
-from mmfastvit.deploy.latency import (load_average, machine_info, peak_extra_memory, summarize, time_interleaved,
-                                      wait_for_load, write_text_atomic)
+from mmfastvit.deploy.latency import load_average, machine_info, peak_extra_memory, summarize, time_interleaved
 
-REPO = Path(__file__).resolve().parent.parent
+from . import common
+from .common import REPO, fmt_load, num_params, row
+
+NAME = 'train-step'
 CONFIG = REPO / 'configs' / 'mask_rcnn_fastvit_sa12_1x.py'
-DEFAULT_OUT = Path(__file__).resolve().parent / 'results' / 'det_train_step'
+DEFAULT_OUT = common.RESULTS / 'det_train_step'
 MODELS = ('fastvit_sa12', 'r50')
 # mmdet's Mask R-CNN R50-FPN 1x backbone (configs/_base_/models/mask-rcnn_r50_fpn.py), without the torchvision weights
 R50_BACKBONE = dict(type='ResNet', depth=50, num_stages=4, out_indices=(0, 1, 2, 3), frozen_stages=1,
                     norm_cfg=dict(type='BN', requires_grad=True), norm_eval=True, style='pytorch', init_cfg=None)
 R50_FPN_IN = [256, 512, 1024, 2048]
 MEMORY_RUNS = 2  # steps after the high-water mark is reset
-# As benchmarks/backbone_latency.py: freed allocations of 64 KiB or more go back to the OS, so the baseline read after a
-# step does not keep that step's activations and the high-water mark shows a step's own peak.
-MEMORY_CHILD_ENV = {'MALLOC_MMAP_THRESHOLD_': '65536'}
 
 
 def load_config():
@@ -102,34 +95,24 @@ def step_fn(model, optim_wrapper, batch):
     return step
 
 
-def memory_child(name: str, args: argparse.Namespace) -> None:
+def memory_child(args: argparse.Namespace) -> None:
     """Builds one detector, takes a step, then prints the peak extra memory of further steps as one JSON line."""
     cfg = load_config()
     with tempfile.TemporaryDirectory() as tmp:
         batch = make_batch(cfg, args, tmp + '/')
-    model, optim_wrapper = build(name, cfg, args.seed)
+    model, optim_wrapper = build(args.memory_child, cfg, args.seed)
     step = step_fn(model, optim_wrapper, batch)
     step()
     memory = peak_extra_memory(step, MEMORY_RUNS)
-    params = sum(p.numel() for p in model.parameters())
-    backbone_params = sum(p.numel() for p in model.backbone.parameters())
-    print(json.dumps(dict(peak_mib=memory['peak_mib'], peak_is_extra=memory['peak_is_extra'],
-                          baseline_rss_mib=memory['baseline_rss_mib'],
-                          hwm_mib=memory['hwm_mib'], params=params, backbone_params=backbone_params,
-                          trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad))))
+    common.print_child_result(peak_mib=memory['peak_mib'], peak_is_extra=memory['peak_is_extra'],
+                              baseline_rss_mib=memory['baseline_rss_mib'], hwm_mib=memory['hwm_mib'],
+                              params=num_params(model), backbone_params=num_params(model.backbone),
+                              trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
 def measure_memory(name: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), '--_memory-child', name, '--batch', str(args.batch),
-           '--size', str(args.size), '--seed', str(args.seed), '--threads', str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MEMORY_CHILD_ENV}, cwd=REPO)
-    if proc.returncode != 0:
-        sys.exit(f'memory measurement of {name} failed:\n{proc.stderr[-3000:]}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def row(cells) -> str:
-    return '| ' + ' | '.join(cells) + ' |'
+    return common.memory_in_child(NAME, name, ['--batch', args.batch, '--size', args.size, '--seed', args.seed,
+                                               '--threads', args.threads], cwd=REPO)
 
 
 def markdown(result: dict, settings: dict) -> str:
@@ -141,8 +124,7 @@ def markdown(result: dict, settings: dict) -> str:
                           f"{lat[name]['median_ms'] / 1e3:.2f}", f"{lat[name]['p90_ms'] / 1e3:.2f}",
                           f"{lat[name]['min_ms'] / 1e3:.2f}", f"{mem[name]['peak_mib']:.0f}"]))
     ratio, mem_ratio = result['time_ratio'], result['memory_ratio']
-    load = [', '.join(f'{v:.2f}' for v in (la or {}).values()) or 'n/a'
-            for la in (settings['load_before'], settings['load_after'])]
+    load = [fmt_load(la, missing='n/a') for la in (settings['load_before'], settings['load_after'])]
     lines += ['', f'SA12 / R50: train-step time {ratio:.3f} (median), peak extra memory {mem_ratio:.3f}.', '',
               f"One step = `model.train_step` (preprocess, forward with losses, backward, AdamW update) on the same "
               f"batch of {settings['batch']} generated COCO-format images resized to fit {settings['size']}x"
@@ -155,37 +137,29 @@ def markdown(result: dict, settings: dict) -> str:
               f"Machine: {settings['machine']['cpu']} ({settings['machine']['cpu_count']} cores), "
               f"{settings['threads']} torch thread(s), torch {settings['machine']['torch']}, {settings['date']}; "
               f"load average (1, 5, 15 min) before {load[0]}, after {load[1]}.", '',
-              f"Reproduce: `{settings['command']}`"]
+              common.reproduce(settings['command'])]
     return '\n'.join(lines) + '\n'
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_parser(subparsers) -> None:
+    parser = common.add_subcommand(subparsers, NAME, __doc__, main, validate)
     parser.add_argument('--batch', type=int, default=2, help='images per step (the paper: 2 per GPU). Default: 2')
     parser.add_argument('--size', type=int, default=512, help='images are resized to fit SIZE x SIZE. Default: 512')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed steps per detector. Default: 2')
-    parser.add_argument('--runs', type=int, default=10, help='timed steps per detector. Default: 10')
-    parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch.set_num_threads')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--wait-load', type=float, help='first wait for the 1-minute load average to drop below this')
-    parser.add_argument('--wait-max', type=float, default=900, help='longest wait for --wait-load, s. Default: 900')
-    parser.add_argument('--out', type=Path, default=DEFAULT_OUT, help='writes OUT.json and OUT.md')
-    parser.add_argument('--_memory-child', metavar='MODEL', choices=MODELS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.batch < 1 or args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.size < 64:
-        parser.error('--batch, --runs and --threads must be >= 1, --warmup >= 0, --size >= 64')
-    return args
+    common.add_timing_options(parser, warmup=2, runs=10, unit='steps per detector')
+    common.add_shared_options(parser, DEFAULT_OUT, load_when='before timing', memory_child=memory_child,
+                              memory_metavar='MODEL', memory_optional=False)
 
 
-def main() -> None:
-    args = parse_args()
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    common.check_at_least(parser, args, batch=1, runs=1, warmup=0, threads=1, size=64)
+    if args.memory_child is not None and args.memory_child not in MODELS:
+        parser.error(f'--_memory-child "{args.memory_child}" is not one of {list(MODELS)}')
+
+
+def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    if args._memory_child:
-        memory_child(args._memory_child, args)
-        return
-    waited = None
-    if args.wait_load:
-        waited = wait_for_load(args.wait_load, args.wait_max, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    log = common.log_stderr
+    waited = common.wait_if_asked(args, log)
     load_before = load_average()
     cfg = load_config()
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,11 +167,7 @@ def main() -> None:
     models = {name: build(name, cfg, args.seed) for name in MODELS}
     steps = {name: step_fn(model, optim_wrapper, batch) for name, (model, optim_wrapper) in models.items()}
     input_shape = tuple(models['r50'][0].data_preprocessor(copy.deepcopy(batch), True)['inputs'].shape)
-
-    def progress(done, total):
-        print(f'round {done}/{total}', file=sys.stderr, flush=True)
-
-    times = time_interleaved(steps, args.warmup, args.runs, progress=progress)
+    times = time_interleaved(steps, args.warmup, args.runs, progress=lambda done, total: log(f'round {done}/{total}'))
     latency = {name: summarize(t, batch=args.batch) for name, t in times.items()}
     del models, steps
     memory = {name: measure_memory(name, args) for name in MODELS}
@@ -209,16 +179,11 @@ def main() -> None:
                     runs=args.runs, threads=torch.get_num_threads(), seed=args.seed,
                     config=str(CONFIG.relative_to(REPO)),
                     r50_backbone=R50_BACKBONE, load_before=load_before, load_after=load_after,
-                    wait_for_load=waited, machine=machine_info(),
-                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                    command=shlex.join(sys.orig_argv), memory_child_env=MEMORY_CHILD_ENV)
+                    wait_for_load=waited, machine=machine_info(), date=common.utc_now(), command=args._command,
+                    memory_child_env=common.MEMORY_CHILD_ENV)
     text = markdown(result, settings)
     print(text, flush=True)
-    json_path, md_path = (args.out.with_name(args.out.name + suffix) for suffix in ('.json', '.md'))
-    write_text_atomic(json_path, json.dumps(dict(settings=settings, results=result), indent=2) + '\n')
-    write_text_atomic(md_path, '# Mask R-CNN train step: FastViT-SA12 vs ResNet-50 (CPU)\n\n' + text)
-    print(f'wrote {json_path} and {md_path}', file=sys.stderr)
-
-
-if __name__ == '__main__':
-    main()
+    paths = common.write_results(args.out, dict(settings=settings, results=result),
+                                 '# Mask R-CNN train step: FastViT-SA12 vs ResNet-50 (CPU)\n\n' + text)
+    log(f'wrote {paths[0]} and {paths[1]}')
+    return 0
