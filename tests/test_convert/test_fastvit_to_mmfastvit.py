@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from helpers import run_in_process
 from weights_server import load_manifest, random_state_dict
 
 from mmfastvit.convert import apple_to_mmfastvit, detect_format, fastvit_to_mmfastvit, mmfastvit_to_apple
@@ -192,11 +193,12 @@ def test_refuses_a_pickle_that_would_run_code(apple_t8, tmp_path):
 def test_command_line(apple_t8, tmp_path):
     path, _ = apple_t8
     out = tmp_path / 'ckpts' / 't8.pth'
-    done = subprocess.run([sys.executable, TOOL, str(path), str(out)], capture_output=True, text=True, cwd=REPO)
+    done = run_in_process(TOOL, path, out, cwd=REPO)  # main(argv), as in a new process
     assert done.returncode == 0, done.stderr
     assert 'apple_unfused checkpoint under "state_dict": FastViT-T8, 1000 classes' in done.stdout
     assert set(torch.load(out, weights_only=True)['state_dict']) == set(FastViTClassifier('t8').state_dict())
 
+    # from the command line, as a user runs it: the exit status and the message
     bad = subprocess.run([sys.executable, TOOL, str(path), str(tmp_path / 'x.pth'), '--arch', 'ma36'],
                          capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 1

@@ -11,6 +11,8 @@ from mmfastvit.convert.reparameterize import build_model_from_config, reparamete
 from mmfastvit.fileio import CheckpointError
 from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_
 
+from helpers import run_in_process
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'reparameterize.py')
 CONFIG = osp.join(REPO, 'configs', 'fastvit_sa12_in1k.py')
@@ -34,8 +36,7 @@ def logits(model, x):
 def test_output_loads_with_deploy_true_and_predicts_the_same(trained, tmp_path):
     model, path = trained
     out = tmp_path / 'sa12_deploy.pth'
-    done = subprocess.run([sys.executable, TOOL, CONFIG, str(path), str(out), '--shape', '64'], capture_output=True,
-                          text=True, cwd=REPO)
+    done = run_in_process(TOOL, CONFIG, path, out, '--shape', '64', cwd=REPO)  # main(argv), as in a new process
     assert done.returncode == 0, done.stderr
     assert 'fused vs unfused outputs: relative error' in done.stdout
 
@@ -67,6 +68,7 @@ def test_refuses_fused_input_and_missing_files(trained, tmp_path):
     with pytest.raises(CheckpointError, match='is the input checkpoint'):
         reparameterize_checkpoint(CONFIG, str(path), str(path))
 
+    # from the command line, as a user runs it: the exit status and the message
     done = subprocess.run([sys.executable, TOOL, CONFIG, str(tmp_path / 'nope.pth'), str(tmp_path / 'y.pth')],
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 1 and 'does not exist' in done.stderr

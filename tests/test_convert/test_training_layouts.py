@@ -4,13 +4,12 @@ request; a pickle that would run code is still refused before it runs."""
 import argparse
 import os
 import os.path as osp
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
 import pytest
 import torch
+from helpers import run_in_process
 from weights_server import REPO, apple_state_dict
 
 from mmfastvit.convert import fastvit_to_mmfastvit
@@ -154,8 +153,7 @@ def test_converter_command_line_ema(weights, tmp_path):
     path = write_layout('timm', weights, tmp_path / 'fastvit_t8_timm.pth.tar')
     for flag, which in (('--ema', 'ema'), ('--no-ema', 'model'), (None, 'model')):
         out = tmp_path / f'{flag}.pth'
-        done = subprocess.run([sys.executable, TOOL, str(path), str(out), *([flag] if flag else [])],
-                              capture_output=True, text=True, cwd=REPO)
+        done = run_in_process(TOOL, path, out, *([flag] if flag else []), cwd=REPO)  # main(argv), as in a new process
         assert done.returncode == 0, done.stderr
         assert_equal_state(torch.load(out, weights_only=True)['state_dict'], weights['ours'][which])
         where = 'state_dict_ema' if which == 'ema' else 'state_dict'

@@ -12,6 +12,8 @@ from PIL import Image
 from mmfastvit.datasets import make_tiny_ade20k
 from mmfastvit.datasets.synthetic.ade20k import render_sample
 
+from helpers import run_in_process
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIZE = (40, 56)  # (H, W), not square: the dataset must keep the orientation
 CLASSES = (7, 21, 150)  # road, car, flag: the top of ADE20K's range included
@@ -144,9 +146,9 @@ def test_mmseg_ade20k_dataset_reads_it(tiny, split):
 def test_cli(tmp_path):
     script = os.path.join(REPO, 'tools', 'dataset_converters', 'make_tiny_dataset.py')
     out = tmp_path / 'cli'
-    result = subprocess.run([sys.executable, script, 'ade20k', str(out), '--train', '2', '--val', '1', '--size', '32',
-                             '48', '--classes', '9', '12', '--background', '4', '--seed', '5'],
-                            capture_output=True, text=True)
+    # main(argv) in this interpreter, as in a new process; the refusal below runs the script as a user does
+    result = run_in_process(script, 'ade20k', out, '--train', '2', '--val', '1', '--size', '32', '48', '--classes', '9',
+                            '12', '--background', '4', '--seed', '5', cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert '"labels": [\n    4,\n    9,\n    12\n  ]' in result.stdout
     assert sorted(os.listdir(out / 'images' / 'training')) == ['ADE_train_00000001.jpg', 'ADE_train_00000002.jpg']

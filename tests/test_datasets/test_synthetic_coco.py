@@ -15,6 +15,8 @@ from mmfastvit.datasets import make_tiny_coco
 from mmfastvit.datasets.synthetic.coco import (CATEGORIES, COCO_CLASSES, COCO_IDS, SATURATION_THRESHOLD,
                                                uncompressed_rle)
 
+from helpers import run_in_process
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLI = os.path.join(REPO, 'tools', 'dataset_converters', 'make_tiny_dataset.py')
 HUES = {cid: hue for cid, _, _, hue in CATEGORIES}
@@ -117,8 +119,8 @@ def test_bad_arguments(tmp_path, kwargs, message):
 
 def test_cli(tmp_path):
     out = tmp_path / 'coco'
-    done = subprocess.run([sys.executable, CLI, 'coco', str(out), '--train', '2', '--val', '1', '--size', '64',
-                           '--crowd-prob', '0'], capture_output=True, text=True, cwd=REPO)
+    # main(argv) in this interpreter, as in a new process; the refusal below runs the script as a user does
+    done = run_in_process(CLI, 'coco', out, '--train', '2', '--val', '1', '--size', '64', '--crowd-prob', '0', cwd=REPO)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary['train']['num_images'] == 2 and summary['val']['num_images'] == 1

@@ -1,13 +1,17 @@
 """What the detection tests share: paths, the --cfg-options that shrink a COCO config to the tiny generated set on
-CPU, running the tools as a user does, and reading the AP they print."""
+CPU, running the tools, and reading the AP they print.
+
+The tools run through their ``main(argv)`` in this interpreter (helpers.run_in_process: argv, cwd, environment and one
+thread as in a new process, the output captured, the interpreter's state put back afterwards), which saves each run's
+imports of mmdet; tests/test_engine/test_distributed.py runs tools/train.py on a detector in its own processes."""
 import os.path as osp
 import re
 from typing import Dict, List
 
-from helpers import check_ok, run_tool
+from helpers import check_ok, run_in_process
 
 # the detection tests import these two from here
-run, check = run_tool, check_ok
+run, check = run_in_process, check_ok
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs')
@@ -50,10 +54,6 @@ def shrink(data_root: str, max_epochs: int = 1) -> List[str]:
         options += [f'{split}_dataloader.dataset.pipeline.1.scale=({IMG},{IMG})',
                     f'{split}_evaluator.ann_file={root}annotations/instances_val2017.json']
     return ['--cfg-options'] + options
-
-
-
-
 
 
 def coco_ap(log: str) -> Dict[str, Dict[str, float]]:

@@ -1,6 +1,7 @@
 """tools/train.py and tools/test.py end to end with configs/mask_rcnn_fastvit_sa12_1x.py on the generated tiny COCO.
 
-Every run is a subprocess, as a user runs the tools; the config is shrunk with --cfg-options only (det_helpers.shrink).
+The runs go through the tools' main(argv) in this interpreter (det_helpers.run); the config is shrunk with
+--cfg-options only (det_helpers.shrink).
 """
 import pickle
 

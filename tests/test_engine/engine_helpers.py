@@ -16,6 +16,7 @@ TRAIN = osp.join(REPO, 'tools', 'train.py')
 TEST = osp.join(REPO, 'tools', 'test.py')
 REPARAMETERIZE = osp.join(REPO, 'tools', 'model_converters', 'reparameterize.py')
 DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
+T8_EPOCHS = 3  # the shared T8 run's (conftest.t8_run): the crash test kills it in epoch 3
 
 # The ImageNet recipe with what makes two runs comparable step by step: a fixed pipeline (no random crop, flip,
 # RandAugment, erasing), no Mixup / CutMix, no drop path (the T8 config has none), BatchNorm on its running statistics
@@ -95,6 +96,17 @@ def run(script: str, *args, cwd) -> subprocess.CompletedProcess:
 
 def train(config: str, work_dir, *args, cwd) -> subprocess.CompletedProcess:
     return run(TRAIN, config, '--work-dir', work_dir, *args, cwd=cwd)
+
+
+def run_here(script: str, *args, cwd) -> subprocess.CompletedProcess:
+    """:func:`run` in this interpreter (``helpers.run_in_process``): for runs compared with nothing that ran in
+    another process (bad input, short runs checked on their own)."""
+    from helpers import run_in_process
+    return run_in_process(script, *args, cwd=cwd)
+
+
+def train_here(config: str, work_dir, *args, cwd) -> subprocess.CompletedProcess:
+    return run_here(TRAIN, config, '--work-dir', work_dir, *args, cwd=cwd)
 
 
 def dist_train(config: str, work_dir, processes: int, *args, cwd) -> subprocess.CompletedProcess:

@@ -1,6 +1,10 @@
 """Bad input through the tools, as a user meets it: each case checks the message (one line on stderr, naming the
 input and what was expected), a non-zero exit, and that nothing was written (no checkpoint, no predictions).
 
+The tools run in this interpreter, through their ``main(argv)`` (engine_helpers.run_here: argv, cwd, environment
+and one thread as in a new process, the output captured, the interpreter's state put back afterwards), on the engine
+tests' shared T8 run (conftest.t8_run).
+
 Cases tested elsewhere: unknown variant, bad ``out_indices`` and bad inputs of the backbone itself
 (tests/test_models/test_fastvit.py), the converter's refusals (tests/test_convert), a missing TensorRT
 (tests/test_deploy), missing configs / checkpoints / options of the tools (tests/test_tools).
@@ -11,9 +15,9 @@ import shutil
 import pytest
 import torch
 
-from mmfastvit.datasets.synthetic import make_tiny_coco, make_tiny_imagenet
+from mmfastvit.datasets.synthetic import make_tiny_coco
 
-from engine_helpers import CLASSIFIER, REPARAMETERIZE, TEST, TRAIN, check, run, train, write_config
+from engine_helpers import CLASSIFIER, REPARAMETERIZE, TEST, TRAIN, check, run_here, train_here, write_config
 
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'configs')
 
@@ -41,19 +45,17 @@ def assert_refused(result, *messages):
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
-    """A tiny ImageNet, T8 / SA12 test configs on it, and a T8 checkpoint trained one epoch."""
+def setup(tmp_path_factory, t8_run):
+    """The tiny ImageNet, T8 / SA12 test configs on it, and a T8 checkpoint trained two epochs."""
     tmp = tmp_path_factory.mktemp('bad_input')
-    data = make_tiny_imagenet(str(tmp / 'data'), num_classes=4, train_per_class=2, val_per_class=1, size=40)
-    t8 = write_config(tmp / 't8.py', CLASSIFIER, 'fastvit_t8_in1k.py', data['root'], max_epochs=2)
-    sa12 = write_config(tmp / 'sa12.py', CLASSIFIER, 'fastvit_sa12_in1k.py', data['root'], max_epochs=2)
-    check(train(t8, tmp / 'trained', cwd=tmp))
-    return dict(tmp=tmp, data=data['root'], t8=t8, sa12=sa12, checkpoint=tmp / 'trained' / 'epoch_2.pth')
+    sa12 = write_config(tmp / 'sa12.py', CLASSIFIER, 'fastvit_sa12_in1k.py', t8_run['data_root'], max_epochs=2)
+    return dict(tmp=tmp, data=t8_run['data_root'], t8=t8_run['config'], sa12=sa12,
+                checkpoint=t8_run['work_dir'] / 'epoch_2.pth')
 
 
 def test_checkpoint_of_another_variant(setup, tmp_path):
-    result = run(TEST, setup['sa12'], setup['checkpoint'], '--work-dir', tmp_path / 'w', '--out', tmp_path / 'p.pkl',
-                 cwd=tmp_path)
+    result = run_here(TEST, setup['sa12'], setup['checkpoint'], '--work-dir', tmp_path / 'w', '--out',
+                      tmp_path / 'p.pkl', cwd=tmp_path)
     assert_refused(result, f'checkpoint "{setup["checkpoint"]}" does not fit the model\'s backbone',
                    'tensors have other shapes: backbone.', 'saved for another variant')
     assert not (tmp_path / 'p.pkl').exists()
@@ -61,13 +63,13 @@ def test_checkpoint_of_another_variant(setup, tmp_path):
 
 def test_fused_checkpoint_without_deploy(setup, tmp_path):
     fused = tmp_path / 'fused.pth'
-    check(run(REPARAMETERIZE, setup['t8'], setup['checkpoint'], fused, cwd=tmp_path))
-    result = run(TEST, setup['t8'], fused, '--work-dir', tmp_path / 'w', cwd=tmp_path)
+    check(run_here(REPARAMETERIZE, setup['t8'], setup['checkpoint'], fused, cwd=tmp_path))
+    result = run_here(TEST, setup['t8'], fused, '--work-dir', tmp_path / 'w', cwd=tmp_path)
     assert_refused(result, 'of the model\'s tensors are missing', 'are not the model\'s',
                    '--cfg-options model.backbone.deploy=True')
     # and with it, the same checkpoint tests fine
-    check(run(TEST, setup['t8'], fused, '--work-dir', tmp_path / 'w', '--cfg-options', 'model.backbone.deploy=True',
-              cwd=tmp_path))
+    check(run_here(TEST, setup['t8'], fused, '--work-dir', tmp_path / 'w', '--cfg-options',
+                   'model.backbone.deploy=True', cwd=tmp_path))
 
 
 @pytest.mark.parametrize('kind', ['empty', 'truncated'])
@@ -75,7 +77,7 @@ def test_empty_or_truncated_checkpoint(setup, tmp_path, kind):
     bad = tmp_path / f'{kind}.pth'
     data = setup['checkpoint'].read_bytes()
     bad.write_bytes(b'' if kind == 'empty' else data[:len(data) // 2])
-    result = run(TEST, setup['t8'], bad, '--work-dir', tmp_path / 'w', '--out', tmp_path / 'p.pkl', cwd=tmp_path)
+    result = run_here(TEST, setup['t8'], bad, '--work-dir', tmp_path / 'w', '--out', tmp_path / 'p.pkl', cwd=tmp_path)
     assert_refused(result, f'checkpoint "{bad}" is ' + ('empty (0 bytes)' if kind == 'empty' else
                                                         'not a readable torch checkpoint (truncated or corrupt?)'))
     assert not (tmp_path / 'p.pkl').exists()
@@ -96,7 +98,7 @@ def test_checkpoint_that_would_run_code_is_refused_and_runs_nothing(setup, tmp_p
                        'model.backbone.init_cfg.type=Pretrained', f'model.backbone.init_cfg.checkpoint={evil}',
                        'model.backbone.init_cfg.prefix=backbone.'),
     }[route]
-    result = run(*args, cwd=tmp_path)
+    result = run_here(*args, cwd=tmp_path)
     assert_refused(result, 'torch.load(weights_only=True) found more than tensors', 'Unsupported global')
     assert not marker.exists()
     assert not [name for name in files(tmp_path) if name.endswith('.pth') and name != 'evil.pth']
@@ -107,12 +109,12 @@ def test_missing_data_root_and_annotation_file(tmp_path):
     config = os.path.join(REPO_CONFIGS, 'mask_rcnn_fastvit_t8_1x.py')
     before = files(tmp_path)
     scratch = 'model.backbone.init_cfg=None'  # else the missing ImageNet checkpoint is reported first
-    result = run(TRAIN, config, '--cfg-options', scratch, f'train_dataloader.dataset.data_root={tmp_path / "nowhere"}',
-                 cwd=tmp_path)
+    result = run_here(TRAIN, config, '--cfg-options', scratch,
+                      f'train_dataloader.dataset.data_root={tmp_path / "nowhere"}', cwd=tmp_path)
     assert_refused(result, f'train_dataloader.dataset.data_root "{tmp_path / "nowhere"}" does not exist',
                    'expected the dataset\'s folder', '--cfg-options train_dataloader.dataset.data_root=PATH')
-    result = run(TRAIN, config, '--cfg-options', scratch, f'train_dataloader.dataset.data_root={coco}/',
-                 'train_dataloader.dataset.ann_file=annotations/instances_train2014.json', cwd=tmp_path)
+    result = run_here(TRAIN, config, '--cfg-options', scratch, f'train_dataloader.dataset.data_root={coco}/',
+                      'train_dataloader.dataset.ann_file=annotations/instances_train2014.json', cwd=tmp_path)
     assert_refused(result, f'train_dataloader.dataset.ann_file "{coco}/annotations/instances_train2014.json" does not '
                    'exist', 'expected an annotation file')
     assert files(tmp_path) == before  # not even a work dir
@@ -130,14 +132,14 @@ def corrupt(setup):
 
 
 def test_corrupt_image_stops_training_with_the_file_named(setup, corrupt, tmp_path):
-    result = train(corrupt['config'], tmp_path / 'w', cwd=tmp_path)
+    result = train_here(corrupt['config'], tmp_path / 'w', cwd=tmp_path)
     assert_refused(result, f'image "{corrupt["victim"]}" is corrupt or not an image', 'on_corrupt="skip"')
     assert not [name for name in files(tmp_path) if name.endswith('.pth')]
 
 
 def test_corrupt_image_is_skipped_when_configured(setup, corrupt, tmp_path):
-    result = check(train(corrupt['config'], tmp_path / 'w', '--cfg-options',
-                         'train_dataloader.dataset.pipeline.0.on_corrupt=skip', cwd=tmp_path))
+    result = check(train_here(corrupt['config'], tmp_path / 'w', '--cfg-options',
+                              'train_dataloader.dataset.pipeline.0.on_corrupt=skip', cwd=tmp_path))
     log = result.stdout + result.stderr
     assert f'image "{corrupt["victim"]}" is corrupt or not an image' in log and 'skipped (on_corrupt="skip")' in log
     assert (tmp_path / 'w' / 'epoch_2.pth').is_file()
@@ -151,7 +153,7 @@ def test_corrupt_image_stops_testing_with_the_file_named(setup, tmp_path):
     victim = sorted((root / 'val').rglob('*.JPEG'))[0]
     victim.write_bytes(b'this is not a JPEG' * 10)
     config = write_config(tmp_path / 'corrupt_test.py', CLASSIFIER, 'fastvit_t8_in1k.py', str(root), max_epochs=2)
-    result = run(TEST, config, setup['checkpoint'], '--work-dir', tmp_path / 'w', '--out', tmp_path / 'p.pkl',
-                 '--cfg-options', 'test_dataloader.dataset.pipeline.0.type=LoadImageFromFile', cwd=tmp_path)
+    result = run_here(TEST, config, setup['checkpoint'], '--work-dir', tmp_path / 'w', '--out', tmp_path / 'p.pkl',
+                      '--cfg-options', 'test_dataloader.dataset.pipeline.0.type=LoadImageFromFile', cwd=tmp_path)
     assert_refused(result, f'image "{victim}" is corrupt or not an image', 'Replace or remove the file')
     assert not (tmp_path / 'p.pkl').exists()

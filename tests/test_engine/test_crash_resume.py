@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmfastvit.datasets.synthetic import make_tiny_imagenet
 from mmfastvit.engine import load_runner_checkpoint
 
-from engine_helpers import CLASSIFIER, TRAIN, check, environment, losses, train, write_config
+from engine_helpers import T8_EPOCHS, TRAIN, check, environment, losses, train
 
 EPOCHS, ITERS_PER_EPOCH = 3, 2
 KILLED_AFTER = 4  # the first iteration of epoch 3: the last checkpoint is epoch_2.pth (iteration 4)
@@ -31,11 +30,11 @@ def _assert_same_tensors(got, want, what):
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, t8_run):
+    """The session's uninterrupted T8 run (``whole``), and the same config killed after iteration 4, then resumed."""
+    assert T8_EPOCHS == EPOCHS
     tmp = tmp_path_factory.mktemp('crash')
-    data = make_tiny_imagenet(str(tmp / 'data'), num_classes=4, train_per_class=2, val_per_class=1, size=40)
-    config = write_config(tmp / 'cls.py', CLASSIFIER, 'fastvit_t8_in1k.py', data['root'], max_epochs=EPOCHS)
-    check(train(config, tmp / 'whole', cwd=tmp))
+    config = t8_run['config']
 
     crashed = tmp / 'crashed'
     env = dict(environment(), LOSS_RECORDER_HANG_AFTER=str(KILLED_AFTER))
@@ -54,7 +53,7 @@ def runs(tmp_path_factory):
     before_resume = len(losses(crashed)[0])
 
     resumed = check(train(config, crashed, '--resume', cwd=tmp))
-    return dict(whole=tmp / 'whole', crashed=crashed, killed_returncode=process.returncode,
+    return dict(whole=t8_run['work_dir'], crashed=crashed, killed_returncode=process.returncode,
                 files_after_kill=files_after_kill, before_resume=before_resume,
                 resumed_log=resumed.stdout + resumed.stderr)
 

@@ -1,19 +1,19 @@
 """Distributed training through tools/dist_train.sh (torchrun) on CPU: 2 processes, gloo, loopback only.
 
-Each case trains the same config twice from the same seed: once in one process at batch 4, once in two processes at
-batch 2 each (the same global batch, split by mmengine's DefaultSampler). DDP averages the two halves' gradients, so
-the two runs take the same steps: the mean of the two ranks' losses must equal the one-process loss, iteration by
-iteration.
+Each case trains the same config twice from the same seed: once in one process at batch 4 (for the classifier, the
+engine tests' shared T8 run), once in two processes at batch 2 each (the same global batch, split by mmengine's
+DefaultSampler). DDP averages the two halves' gradients, so the two runs take the same steps: the mean of the two
+ranks' losses must equal the one-process loss, iteration by iteration.
 """
 import os.path as osp
 
 import pytest
 import torch
 
-from mmfastvit.datasets.synthetic import make_tiny_coco, make_tiny_imagenet
+from mmfastvit.datasets.synthetic import make_tiny_coco
 from mmfastvit.engine import load_runner_checkpoint
 
-from engine_helpers import CLASSIFIER, DETECTOR, check, dist_train, losses, train, write_config
+from engine_helpers import DETECTOR, T8_EPOCHS, check, dist_train, losses, train, write_config
 
 # Classifier: identical data and BatchNorm statistics (norm_eval) make the runs equal up to float summation order.
 CLASSIFIER_RTOL = 1e-5
@@ -34,21 +34,22 @@ def _checkpoints(work_dir):
 
 
 @pytest.fixture(scope='module')
-def classifier_runs(tmp_path_factory):
+def classifier_runs(tmp_path_factory, t8_run):
+    """The session's one-process T8 run (its config's schedule spans T8_EPOCHS epochs), and the same config in two
+    processes, stopped after 2 epochs: the same 4 steps as the one-process run's first 4."""
     tmp = tmp_path_factory.mktemp('dist_cls')
-    data = make_tiny_imagenet(str(tmp / 'data'), num_classes=4, train_per_class=2, val_per_class=1, size=40)
-    config = write_config(tmp / 'cls.py', CLASSIFIER, 'fastvit_t8_in1k.py', data['root'], max_epochs=2)
-    single = check(train(config, tmp / 'single', cwd=tmp))
     # sync_bn: what a GPU config would ask for; without CUDA it must fall back with a warning, not fail
-    double = check(dist_train(config, tmp / 'double', 2, '--cfg-options', 'train_dataloader.batch_size=2',
-                              'sync_bn=torch', cwd=tmp))
-    return dict(single=tmp / 'single', double=tmp / 'double', log=double.stdout + double.stderr,
-                single_log=single.stdout + single.stderr)
+    double = check(dist_train(t8_run['config'], tmp / 'double', 2, '--cfg-options', 'train_dataloader.batch_size=2',
+                              'sync_bn=torch', 'train_cfg.max_epochs=2', cwd=tmp))
+    return dict(single=t8_run['work_dir'], double=tmp / 'double', log=double.stdout + double.stderr,
+                single_log=t8_run['log'])
 
 
 def test_both_ranks_train_and_log_the_same_losses_as_one_process(classifier_runs):
     single = losses(classifier_runs['single'])
     double = losses(classifier_runs['double'])
+    assert [r['iter'] for r in single[0]] == list(range(2 * T8_EPOCHS))
+    single = {0: single[0][:4]}  # its first 2 epochs, what the two processes ran
     assert [r['iter'] for r in single[0]] == [0, 1, 2, 3]
     assert [r['iter'] for r in double[0]] == [r['iter'] for r in double[1]] == [0, 1, 2, 3]
     expected = [r['loss'] for r in single[0]]

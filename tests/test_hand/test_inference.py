@@ -13,7 +13,7 @@ import torch
 from mmengine.config import Config
 
 from helpers import check_ok, randomize_
-from helpers import run_tool as run
+from helpers import run_in_process as run
 from mmfastvit.datasets.synthetic import make_tiny_freihand
 from mmfastvit.hand import (HandMeshInferencer, draw_hand_mesh, inference_hand, init_hand_model, make_synthetic_mano,
                             save_obj)
@@ -300,7 +300,8 @@ def test_config_carries_the_hook_disabled():
 
 
 def test_tools_test_show_dir_draws_one_picture_per_test_image(freihand, checkpoint, mano_path, tmp):
-    """The config's test crop scaled to the 64 px images (the 180 px box of 224 -> 51.4 px), resized to 224."""
+    """The config's test crop scaled to the 64 px images (the 180 px box of 224 -> 51.4 px), resized to 224. The tool
+    runs through its main(argv) in this interpreter (helpers.run_in_process)."""
     size = freihand['size']
     root = freihand['root']
     box = BOX * size / REFERENCE

@@ -1,10 +1,12 @@
-"""tools/train.py, tools/test.py and the reparameterize tool end to end on a generated tiny FreiHAND set, with the
-real FastViT-SA12 hand-mesh config.
+"""tools/train.py, tools/test.py and the reparameterize tool end to end on a generated tiny FreiHAND set, with the real
+FastViT-SA12 hand-mesh config.
 
-Every run is a subprocess, as a user runs the tools. The config is shrunk with --cfg-options only: 64 px images
-with the config's crop scaled to them (the 180 px box of a 224 px image -> 180 * 64 / 224 px, resized to 64),
-batches of 8, one or two epochs of 4 iterations, no worker processes, no pretrained file, and the generated set's
-synthetic MANO file. The pipelines, model, losses and metric are the config's own.
+The runs go through the tools' ``main(argv)`` in this interpreter (helpers.run_in_process: argv, cwd, environment and
+one thread as in a new process, the output captured, the interpreter's state put back afterwards), which saves each
+run's imports; tests/test_tools and tests/test_engine run the tools in their own processes. The config is shrunk with
+--cfg-options only: 64 px images with the config's crop scaled to them (the 180 px box of a 224 px image -> 180 * 64 /
+224 px, resized to 64), batches of 8, one or two epochs of 4 iterations, no worker processes, no pretrained file, and
+the generated set's synthetic MANO file. The pipelines, model, losses and metric are the config's own.
 """
 import json
 import os
@@ -21,7 +23,7 @@ from mmfastvit.datasets.synthetic import make_tiny_freihand
 from mmfastvit.engine import load_runner_checkpoint
 
 from helpers import check_ok as check
-from helpers import run_tool as run
+from helpers import run_in_process as run
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'hand_mesh_fastvit_sa12_freihand.py')
@@ -54,10 +56,6 @@ def shrink(data_root, mano_path, max_epochs):
                     f'{split}_dataloader.dataset.pipeline.2.box_size={box}',
                     f'{split}_dataloader.dataset.pipeline.2.out_size={SIZE}']
     return ['--cfg-options'] + options
-
-
-
-
 
 
 def metrics(log):

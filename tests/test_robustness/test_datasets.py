@@ -114,10 +114,10 @@ def test_stray_folders_are_refused(tmp_path, wnids):
 def test_make_tiny_dataset_subcommand_writes_the_layouts(tmp_path):
     import json
 
-    from helpers import REPO, check_ok, run_tool
+    from helpers import REPO, check_ok, run_in_process  # main(argv) in this interpreter, as in a new process
     script = osp.join(REPO, 'tools', 'dataset_converters', 'make_tiny_dataset.py')
-    result = check_ok(run_tool(script, 'robustness', tmp_path / 'out', '--corruptions', 'snow', '--severities', '5',
-                               '--nested', cwd=tmp_path))
+    result = check_ok(run_in_process(script, 'robustness', tmp_path / 'out', '--corruptions', 'snow', '--severities',
+                                     '5', '--nested', cwd=tmp_path))
     summary = json.loads(result.stdout)
     assert summary['imagenet-c']['num_images'] == 2 and osp.isdir(tmp_path / 'out/imagenet-c/weather/snow/5/n00000001')
     wnids = summary['wnids_file']
@@ -125,5 +125,5 @@ def test_make_tiny_dataset_subcommand_writes_the_layouts(tmp_path):
                      wnids_file=wnids).metainfo['corruption_groups'] == (('snow', 5, 0, 2),)
     assert ImageNetSketch(data_root=str(tmp_path / 'out/imagenet-sketch'), wnids_file=wnids).metainfo[
         'label_subset'] == (0, 1, 2, 3)
-    bad = run_tool(script, 'robustness', tmp_path / 'bad', '--corruptions', 'rain', cwd=tmp_path)
+    bad = run_in_process(script, 'robustness', tmp_path / 'bad', '--corruptions', 'rain', cwd=tmp_path)
     assert bad.returncode == 2 and "['rain'] are not among" in bad.stderr

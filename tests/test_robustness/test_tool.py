@@ -1,8 +1,10 @@
 """tools/analysis_tools/robustness.py end to end on generated tiny sets, with the FastViT-T8 config and random weights.
 
-Every run is a subprocess, as a user runs the tool. The config's test pipeline is shrunk with --cfg-options (40-pixel
-resize, 32-pixel crop) and ImageNet-C is cut to 2 corruptions x 2 severities for the runs that score; the full set is
-only listed, to check that mCE refuses a partial one.
+The runs go through the tool's ``main(argv)`` in this interpreter (helpers.run_in_process: argv, cwd, environment and
+one thread as in a new process, the output captured, the interpreter's state put back afterwards), which saves each
+run's imports. The config's test pipeline is shrunk with --cfg-options (40-pixel resize, 32-pixel crop) and ImageNet-C
+is cut to 2 corruptions x 2 severities for the runs that score; the full set is only listed, to check that mCE refuses
+a partial one.
 """
 import json
 import os.path as osp
@@ -13,7 +15,7 @@ import pytest
 pytest.importorskip('mmpretrain')
 
 from helpers import check_ok as check  # noqa: E402
-from helpers import run_tool as run  # noqa: E402
+from helpers import run_in_process as run  # noqa: E402
 from mmfastvit.datasets.synthetic.robustness import make_tiny_robustness  # noqa: E402
 from mmfastvit.evaluation.robustness import CORRUPTIONS  # noqa: E402
 from weights_server import apple_site_dir, apple_weights_mirror  # noqa: E402,F401

@@ -1,9 +1,11 @@
 """tools/train.py, tools/test.py and the reparameterize tool end to end on a generated tiny ADE20K, with the real
 FastViT-SA12 Semantic FPN config.
 
-Every run is a subprocess, as a user runs the tools. The config is shrunk with --cfg-options only (64x64 crops,
-batches of 2, a few iterations, no worker processes, no pretrained file), so the file stays within the CI budget on
-2 CPU cores, busy or not.
+The runs go through the tools' ``main(argv)`` in this interpreter (helpers.run_in_process: argv, cwd, environment and
+one thread as in a new process, the output captured, the interpreter's state put back afterwards), which saves each
+run's imports; tests/test_tools and tests/test_engine run the tools in their own processes. The config is shrunk with
+--cfg-options only (64x64 crops, batches of 2, a few iterations, no worker processes, no pretrained file), so the file
+stays within the CI budget on 2 CPU cores, busy or not.
 """
 import os.path as osp
 import pickle
@@ -18,7 +20,7 @@ from mmfastvit.datasets import make_tiny_ade20k
 from mmfastvit.engine import load_runner_checkpoint
 
 from helpers import check_ok as check
-from helpers import run_tool as run
+from helpers import run_in_process as run
 
 pytest.importorskip('mmseg')
 
@@ -47,10 +49,6 @@ def shrink(data_root, max_iters):
     for split in ('val', 'test'):  # Resize keeps the generated size (shorter edge 64), then a multiple of 32
         options.append(f'{split}_dataloader.dataset.pipeline.1.scale=(256,64)')
     return ['--cfg-options'] + options
-
-
-
-
 
 
 def metrics(log):

@@ -1,18 +1,22 @@
 """tools/train.py and tools/test.py end to end on a generated tiny ImageNet, with the real FastViT-T8 config.
 
-Every run is a subprocess, as a user runs the tools; the config is shrunk with --cfg-options only (32-pixel images,
-batches of 4, 2 iterations per epoch), so the whole file takes well under the CI budget on 2 CPU cores.
+The config is shrunk with --cfg-options only (32-pixel images, batches of 4, 2 iterations per epoch). The test of
+tools/test.py's predictions runs it as a user does, in its own process; the other runs go through the tools'
+``main(argv)`` in this interpreter (helpers.run_in_process: argv, cwd, environment and one thread as in a new process,
+the output captured, the interpreter's state put back afterwards), which saves each run's imports.
 """
 import os
 import os.path as osp
 import pickle
 import re
+import sys
 
 import pytest
 
-from mmfastvit.datasets import make_tiny_imagenet
-
+from helpers import TINY_IMAGENET
 from helpers import check_ok as check
+from helpers import load_tool
+from helpers import run_in_process as run_here
 from helpers import run_tool as run
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -42,19 +46,17 @@ def shrink(data_root, max_epochs):
     return ['--cfg-options'] + options
 
 
-
-
-
-
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    """One epoch of training, with TensorBoard events on: the checkpoint the other tests resume and test."""
+def trained(tmp_path_factory, tiny_imagenet):
+    """One epoch of training on the session's tiny ImageNet, with TensorBoard events on: the checkpoint the other tests
+    resume and test."""
+    data = tiny_imagenet
+    assert TINY_IMAGENET == dict(num_classes=NUM_CLASSES, train_per_class=TRAIN_PER_CLASS,
+                                 val_per_class=VAL_PER_CLASS, size=40)
     tmp = tmp_path_factory.mktemp('cls')
-    data = make_tiny_imagenet(str(tmp / 'data'), num_classes=NUM_CLASSES, train_per_class=TRAIN_PER_CLASS,
-                              val_per_class=VAL_PER_CLASS, size=40)
     work_dir = tmp / 'work_dir'
-    result = check(run(TRAIN, CONFIG, '--work-dir', work_dir, '--tensorboard', *shrink(data['root'], max_epochs=1),
-                       cwd=tmp))
+    result = check(run_here(TRAIN, CONFIG, '--work-dir', work_dir, '--tensorboard',
+                            *shrink(data['root'], max_epochs=1), cwd=tmp))
     return dict(tmp=tmp, data=data, work_dir=work_dir, log=result.stdout + result.stderr)
 
 
@@ -86,20 +88,11 @@ def test_tensorboard_events_hold_the_logged_scalars(trained):
         assert all(abs(written[step] - value) <= 1e-6 * max(1.0, abs(value)) for step, value in expected.items())
 
 
-def test_tensorboard_refused_when_the_package_is_missing(tmp_path):
+def test_tensorboard_refused_when_the_package_is_missing(tmp_path, monkeypatch):
     """Without tensorboard installed, --tensorboard fails at once with what to install, and writes nothing."""
-    blocker = tmp_path / 'no_tensorboard'
-    blocker.mkdir()
-    (blocker / 'sitecustomize.py').write_text(
-        'import importlib.abc, sys\n'
-        'class _Hide(importlib.abc.MetaPathFinder):\n'
-        '    def find_spec(self, name, path=None, target=None):\n'
-        '        if name == "tensorboard" or name.startswith("tensorboard."):\n'
-        '            raise ModuleNotFoundError(name)\n'
-        'sys.meta_path.insert(0, _Hide())\n')
+    monkeypatch.setitem(sys.modules, 'tensorboard', None)  # `import tensorboard` raises ImportError
     work_dir = tmp_path / 'work_dir'
-    result = run(TRAIN, CONFIG, '--work-dir', work_dir, '--tensorboard', cwd=tmp_path,
-                 env=dict(PYTHONPATH=f'{blocker}{os.pathsep}{REPO}'))
+    result = run_here(TRAIN, CONFIG, '--work-dir', work_dir, '--tensorboard', cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert 'pip install tensorboard' in result.stderr
     assert not work_dir.exists()
@@ -107,8 +100,8 @@ def test_tensorboard_refused_when_the_package_is_missing(tmp_path):
 
 def test_resume_continues(trained):
     """`--resume` without a value picks up the work dir's last checkpoint and trains epoch 2 only."""
-    result = check(run(TRAIN, CONFIG, '--work-dir', trained['work_dir'], '--resume',
-                       *shrink(trained['data']['root'], max_epochs=2), cwd=trained['tmp']))
+    result = check(run_here(TRAIN, CONFIG, '--work-dir', trained['work_dir'], '--resume',
+                            *shrink(trained['data']['root'], max_epochs=2), cwd=trained['tmp']))
     log = result.stdout + result.stderr
     assert 'mmengine_checkpoint_globals' in log  # the safe-load path was used
     assert 'resumed epoch: 1, iter: 2' in log
@@ -118,6 +111,7 @@ def test_resume_continues(trained):
 
 
 def test_test_prints_accuracy_dumps_and_draws_predictions(trained):
+    """tools/test.py in its own process, as a user runs it."""
     out = trained['tmp'] / 'preds.pkl'
     show_dir = trained['tmp'] / 'vis'
     result = check(run(TEST, CONFIG, trained['work_dir'] / 'epoch_1.pth', '--work-dir', trained['tmp'] / 'test_dir',
@@ -134,28 +128,27 @@ def test_test_prints_accuracy_dumps_and_draws_predictions(trained):
 
 
 def test_test_with_tta(trained):
-    result = check(run(TEST, CONFIG, trained['work_dir'] / 'epoch_1.pth', '--work-dir', trained['tmp'] / 'tta_dir',
-                       '--tta', *shrink(trained['data']['root'], max_epochs=1),
-                       '--cfg-options', f'tta_pipeline.1.scale={IMG + IMG // 8}', f'tta_pipeline.2.crop_size={IMG}',
-                       cwd=trained['tmp']))
+    result = check(run_here(TEST, CONFIG, trained['work_dir'] / 'epoch_1.pth', '--work-dir', trained['tmp'] / 'tta_dir',
+                            '--tta', *shrink(trained['data']['root'], max_epochs=1), '--cfg-options',
+                            f'tta_pipeline.1.scale={IMG + IMG // 8}', f'tta_pipeline.2.crop_size={IMG}',
+                            cwd=trained['tmp']))
     assert 'AverageClsScoreTTA' in result.stdout  # the config's tta_model wraps the classifier
     top1 = [float(v) for v in ACCURACY.findall(result.stdout)]
     assert top1 and 0.0 <= top1[-1] <= 100.0
-
 
 
 def test_reparameterized_checkpoint_predicts_the_same_under_deploy_true(trained):
     """tools/model_converters/reparameterize.py on the Runner's checkpoint, then tools/test.py on both."""
     tmp, data_root = trained['tmp'], trained['data']['root']
     deployed = tmp / 'epoch_1_deploy.pth'
-    check(run(osp.join(REPO, 'tools', 'model_converters', 'reparameterize.py'), CONFIG,
-              trained['work_dir'] / 'epoch_1.pth', deployed, '--shape', IMG, cwd=tmp))
+    check(run_here(osp.join(REPO, 'tools', 'model_converters', 'reparameterize.py'), CONFIG,
+                   trained['work_dir'] / 'epoch_1.pth', deployed, '--shape', IMG, cwd=tmp))
     predictions = {}
     for name, ckpt, extra in (('train', trained['work_dir'] / 'epoch_1.pth', []),
                               ('deploy', deployed, ['model.backbone.deploy=True'])):
         out = tmp / f'{name}_preds.pkl'
-        result = check(run(TEST, CONFIG, ckpt, '--work-dir', tmp / f'{name}_test', '--out', out,
-                           *shrink(data_root, max_epochs=1), *extra, cwd=tmp))
+        result = check(run_here(TEST, CONFIG, ckpt, '--work-dir', tmp / f'{name}_test', '--out', out,
+                                *shrink(data_root, max_epochs=1), *extra, cwd=tmp))
         assert ACCURACY.findall(result.stdout)
         with open(out, 'rb') as f:
             predictions[name] = pickle.load(f)
@@ -163,6 +156,7 @@ def test_reparameterized_checkpoint_predicts_the_same_under_deploy_true(trained)
     for train, deploy in zip(predictions['train'], predictions['deploy']):
         assert int(train['pred_label']) == int(deploy['pred_label'])
         assert (train['pred_score'] - deploy['pred_score']).abs().max() < 1e-5
+
 
 NO_EXTRAS_CONFIG = """
 default_scope = 'mmpretrain'
@@ -199,19 +193,14 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, case):
         'no_auto_scale_lr': ((TRAIN, bare, '--auto-scale-lr'), 'has no auto_scale_lr'),
     }[case]
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = run(*args, cwd=tmp_path)  # the default work dir would be tmp_path/work_dirs/...
+    result = run_here(*args, cwd=tmp_path)  # the default work dir would be tmp_path/work_dirs/...
     assert result.returncode != 0
     assert message in result.stderr
     assert 'Traceback' not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def _load_tool(path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f'mmfastvit_tool_{osp.basename(path)[:-3]}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_load_tool = load_tool
 
 
 @pytest.mark.parametrize('hook, expected, visualizer', [
@@ -265,7 +254,7 @@ def test_missing_pretrained_backbone_checkpoint_fails_early_with_the_fixes(tmp_p
     config.write_text(f"_base_ = ['{CONFIG}']\n"
                       "model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='ckpts/missing.pth', "
                       "prefix='backbone.')))\n")
-    result = run(TRAIN, config, '--work-dir', tmp_path / 'work_dir', cwd=tmp_path)
+    result = run_here(TRAIN, config, '--work-dir', tmp_path / 'work_dir', cwd=tmp_path)
     assert result.returncode == 2
     assert 'model.backbone.init_cfg.checkpoint "ckpts/missing.pth"' in result.stderr
     assert 'fastvit_to_mmfastvit.py' in result.stderr and 'model.backbone.init_cfg=None' in result.stderr
