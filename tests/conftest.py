@@ -7,7 +7,8 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/helpers.py
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# two threads at most; under pytest-xdist the cores divided among the workers
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1)))))
 
 from helpers import TINY_IMAGENET  # noqa: E402
 

@@ -41,6 +41,29 @@ def check_ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess
     return result
 
 
+def build_once(tmp_path_factory, name: str, build):
+    """``build(folder)`` made once per test session: in a new folder of its own with one pytest process; under
+    pytest-xdist the first worker to ask builds it while holding a lock and records what it returned (this suite's own
+    file, pickled), and every other worker waits for and reads that record. For the tiny trainings several test
+    files share."""
+    if 'PYTEST_XDIST_WORKER' not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    import pickle
+
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's own
+    record = shared / f'{name}.pkl'
+    with FileLock(str(shared / f'{name}.lock')):
+        if not record.exists():
+            folder = shared / name
+            folder.mkdir()
+            value = build(folder)
+            record.write_bytes(pickle.dumps(value))
+            return value
+    return pickle.loads(record.read_bytes())
+
+
 _TOOLS = {}
 
 

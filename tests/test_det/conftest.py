@@ -2,6 +2,7 @@
 every test runs in mmdet's registry scope and leaves the previous default scope current afterwards."""
 import pytest
 from det_helpers import TRAIN, check, config_path, run, shrink
+from helpers import build_once
 from mmengine.registry import DefaultScope
 
 from mmfastvit.datasets import make_tiny_coco
@@ -25,8 +26,10 @@ def tiny_coco(tmp_path_factory):
 def trained_sa12(tmp_path_factory, tiny_coco):
     """tools/train.py on configs/mask_rcnn_fastvit_sa12_1x.py for one epoch (2 iterations of 2 images), without the
     validation pass (the resume test validates)."""
-    tmp = tmp_path_factory.mktemp('det_train')
-    work_dir = tmp / 'work_dir'
-    result = check(run(TRAIN, config_path('sa12'), '--work-dir', work_dir, '--no-validate',
-                       *shrink(tiny_coco['root'], max_epochs=1), cwd=tmp))
-    return dict(tmp=tmp, work_dir=work_dir, log=result.stdout + result.stderr, data=tiny_coco)
+    def build(tmp):
+        work_dir = tmp / 'work_dir'
+        result = check(run(TRAIN, config_path('sa12'), '--work-dir', work_dir, '--no-validate',
+                           *shrink(tiny_coco['root'], max_epochs=1), cwd=tmp))
+        return dict(tmp=tmp, work_dir=work_dir, log=result.stdout + result.stderr, data=tiny_coco)
+
+    return build_once(tmp_path_factory, 'det_train', build)
