@@ -156,7 +156,8 @@ def _load_index(path: str) -> Dict[str, ModelInfo]:
     return models
 
 
-def _models() -> Dict[str, ModelInfo]:
+def model_infos() -> Dict[str, ModelInfo]:
+    """Every model of the index (``model-index.yml`` and its metafiles) by name, in the metafiles' order."""
     return _load_index(model_index_path())
 
 
@@ -177,7 +178,7 @@ def list_models(pattern: Optional[str] = None, task: Optional[str] = None) -> Li
     if task is not None and task not in TASKS:
         raise ValueError(f'task "{task}" is not one of {list(TASKS)}')
     names = []
-    for name, info in _models().items():
+    for name, info in model_infos().items():
         if task is not None and info.task != task:
             continue
         if pattern is not None and not fnmatch.fnmatchcase(name, pattern.lower() + '*'):
@@ -192,7 +193,7 @@ def get_model_info(name: str) -> ModelInfo:
     Raises:
         ValueError: no model has that name; the message lists the closest names.
     """
-    models = _models()
+    models = model_infos()
     info = models.get(str(name).lower())
     if info is not None:
         return info

@@ -278,7 +278,7 @@ def test_docs_tables_agree_with_the_metafiles():
 def test_docs_check_catches_a_changed_figure(tmp_path):
     with open(osp.join(REPO, 'README.md')) as f:
         text = f.read()
-    models = model_index._models()
+    models = model_index.model_infos()
     for old, new in (('| 80.9 | 81.9 |', '| 80.8 | 81.9 |'), ('4,026,232', '4,026,233'),
                      ('| 45.1 | 40.5 |', '| 45.1 | 40.6 |'), ('| 0.70 (0.7) |', '| 0.71 (0.7) |')):
         assert text.count(old) == 1, old

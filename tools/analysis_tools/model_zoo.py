@@ -21,7 +21,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a clone without installing
 
-from mmfastvit.apis.model_index import TASKS, ModelInfo, _models  # noqa: E402
+from mmfastvit.apis.model_index import TASKS, ModelInfo, model_infos  # noqa: E402
 
 CHECKED_DOCS = ('README.md', 'docs/classification.md', 'docs/detection.md', 'docs/segmentation.md', 'docs/fmvit.md')
 ZOO_DOC = 'docs/model_zoo.md'
@@ -184,7 +184,7 @@ def check_zoo_doc(path: str, models: Dict[str, ModelInfo]) -> List[str]:
 
 def check(docs: Sequence[str] = CHECKED_DOCS, zoo_doc: Optional[str] = ZOO_DOC) -> Tuple[List[str], int]:
     """Checks ``docs`` (paths relative to the repository) and the generated table; ``(problems, cells compared)``."""
-    models = _models()
+    models = model_infos()
     problems, compared = [], 0
     for doc in docs:
         found, n = check_doc(osp.join(REPO, doc), models)
@@ -202,7 +202,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     action.add_argument('--write', action='store_true', help=f'regenerate the table in {ZOO_DOC}')
     action.add_argument('--check', action='store_true', help='compare the docs\' figures with the metafiles')
     args = parser.parse_args(argv)
-    models = _models()
+    models = model_infos()
     if args.write:
         changed = write_zoo_doc(osp.join(REPO, ZOO_DOC), models)
         print(f'{ZOO_DOC}: {"updated" if changed else "already current"}')
