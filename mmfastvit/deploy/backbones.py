@@ -37,7 +37,8 @@ class BackboneFacts:
             a random batch (:func:`~mmfastvit.deploy.loading.calibrate_batchnorm_`).
         timm_model (str, optional): timm's name of the same network, ``{arch}`` filled in; None: timm has none.
         timm_converter (str, optional): ``module.function`` that renames timm's state dict to ours.
-        published_top1 (dict): Published ImageNet-1k top-1 (%) by arch, for the accuracy-vs-latency figure.
+        model_name (str, optional): The model-index name (``mmfastvit.list_models()``) of its ImageNet-1k
+            classifier, ``{arch}`` filled in: the accuracy-vs-latency figure plots that entry's published top-1.
         top1_source (str): Where those figures come from, in the figure's title.
     """
 
@@ -52,7 +53,7 @@ class BackboneFacts:
     calibrate_batchnorm: bool = False
     timm_model: Optional[str] = None
     timm_converter: Optional[str] = None
-    published_top1: Mapping[str, float] = field(default_factory=dict)
+    model_name: Optional[str] = None
     top1_source: str = ''
 
     @property

@@ -78,9 +78,13 @@ def accuracy_latency_plot(report: dict, path: str, backend: str = 'onnxruntime-c
 
 
 def _published_top1(variant: Optional[str]) -> Optional[float]:
-    """The published top-1 of a variant (its backbone's ``published_top1``), None when unknown."""
+    """The published top-1 of a variant: its backbone's ``model_name`` entry of the model index (the metafiles in
+    ``configs/metafiles/``), None when unknown."""
+    from mmfastvit.apis.model_index import model_infos
     try:
         family, arch = parse_variant(variant) if variant else (None, None)
     except ValueError:
         return None
-    return families()[family].published_top1.get(arch) if family else None
+    pattern = families()[family].model_name if family else None
+    info = model_infos().get(pattern.format(arch=arch)) if pattern else None
+    return info.metrics.get('Top 1 Accuracy') if info else None

@@ -108,7 +108,7 @@ class TinyNet(FastViT):
 
     display_name = 'TinyNet'
     deploy_facts = dict(family='tiny', classifier_input_size=96, variant_group='tinies', rewrites=('attention',),
-                        published_top1=dict(sa12=1.0), top1_source='nowhere')
+                        model_name='tinynet-{arch}_in1k', top1_source='nowhere')
 
 
 class TinyNetClassifier(PooledLinearClassifier):

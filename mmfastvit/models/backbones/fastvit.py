@@ -114,9 +114,7 @@ class FastViT(ReparamBackbone):
         output_names={FINAL_CONV_INDEX: 'final_conv'},
         rewrites=('attention', 'grouped_conv'), pooled_block='final_conv',
         timm_model='fastvit_{arch}', timm_converter='mmfastvit.convert.rename.timm_to_mmfastvit',
-        # ImageNet-1k top-1 at 256x256, Apple's README (github.com/apple/ml-fastvit)
-        published_top1=dict(t8=76.2, t12=79.3, s12=79.9, sa12=80.9, sa24=82.7, sa36=83.6, ma36=83.9),
-        top1_source='Apple')
+        model_name='fastvit-{arch}_in1k', top1_source='Apple')  # the model index's top-1: Apple's, at 256x256
 
     def __init__(self,
                  arch: Union[str, dict] = 't8',

@@ -341,8 +341,7 @@ class FMViT(ReparamBackbone):
         classifier_input_size=224,  # the resolution FMViT is trained and timed at (its Table 2)
         rewrites=('attention',),  # only dense and depthwise convolutions: no grouped conv to split
         calibrate_batchnorm=True,  # ReLU, no layer scales: random statistics would blow activations up
-        published_top1=dict(t=72.9, s=78.5, m=80.3, b=82.4, l=83.3),  # ImageNet-1k at 224x224, its Table 2
-        top1_source='its Table 2')
+        model_name='fmvit-{arch}_in1k', top1_source='its Table 2')  # the model index's top-1: Table 2, 224x224
 
     def __init__(self,
                  arch: Union[str, dict] = 't',
