@@ -5,7 +5,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import uuid
 import os.path as osp
 import shutil
 import subprocess
@@ -67,15 +66,12 @@ def assert_same_weights(backbone, expected):
 
 @pytest.fixture()
 def log_records():
-    """Messages to mmengine's current logger (which the loader reports to) during the test: a new one, so that its
-    console handler writes to this test's stdout (not to a stream an earlier test's capture has closed)."""
-    name = f'test_download_{uuid.uuid4().hex}'
-    logger = MMLogger.get_instance(name)
+    """Messages to mmengine's current logger (which the loader reports to) during the test."""
+    logger = MMLogger.get_instance('test_download')
     records = LogRecords()
     logger.addHandler(records)
     yield records.messages
     logger.removeHandler(records)
-    MMLogger._instance_dict.pop(name, None)
 
 
 def test_urls_are_apples():
