@@ -1,5 +1,5 @@
-"""PointwiseConv runs as one batched GEMM in eager mode and exports as a plain 1x1 Conv (ONNX Runtime, TensorRT and
-Core ML run that faster than a MatMul), with the same parameters and outputs either way."""
+"""PointwiseConv runs as one batched GEMM in eager mode where that was chosen, and exports as a plain 1x1 Conv (ONNX
+Runtime, TensorRT and Core ML run that faster than a MatMul), with the same parameters and outputs either way."""
 import io
 import warnings
 
@@ -22,8 +22,13 @@ def _eager_ops(module, x):
 
 
 @pytest.mark.parametrize('bias', [True, False])
-def test_eager_runs_the_gemm(bias):
-    ops = _eager_ops(_module(bias), torch.randn(2, 12, 5, 7))
+def test_eager_runs_the_gemm_when_chosen(bias):
+    from mmfastvit.models.layers import set_pointwise_kernel
+    previous = set_pointwise_kernel('gemm')
+    try:
+        ops = _eager_ops(_module(bias), torch.randn(2, 12, 5, 7))
+    finally:
+        set_pointwise_kernel(previous)
     assert ('aten::baddbmm' if bias else 'aten::bmm') in ops
     assert not {'aten::convolution', 'aten::_convolution'} & ops
 

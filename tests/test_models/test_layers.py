@@ -120,23 +120,3 @@ def test_train_mode_forward_and_backward_in_train_form():
     x = torch.randn(2, 64, 7, 7, requires_grad=True)
     block(x).sum().backward()
     assert x.grad is not None and block.layer_scale_1.gamma.grad is not None
-
-
-@pytest.mark.parametrize('batch', [1, 3])
-@pytest.mark.parametrize('bias', [True, False])
-@pytest.mark.parametrize('channels_last', [False, True])
-def test_pointwise_conv_equals_conv2d(batch, bias, channels_last):
-    from mmfastvit.models.layers.common import PointwiseConv
-    pw = PointwiseConv(12, 20, bias=bias)
-    conv = nn.Conv2d(12, 20, 1, bias=bias)
-    conv.load_state_dict(pw.state_dict())  # same parameters, same keys
-    x = torch.randn(batch, 12, 5, 7, requires_grad=True)
-    x_in = x.to(memory_format=torch.channels_last) if channels_last else x
-    out = pw(x_in)
-    torch.testing.assert_close(out, conv(x_in), rtol=1e-5, atol=1e-5)
-    out.square().sum().backward()
-    grad_pw = (x.grad.clone(), pw.weight.grad.clone())
-    x.grad = None
-    conv(x_in).square().sum().backward()
-    torch.testing.assert_close(grad_pw[0], x.grad, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(grad_pw[1], conv.weight.grad, rtol=1e-4, atol=1e-5)

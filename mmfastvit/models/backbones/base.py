@@ -12,6 +12,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..layers.common import PointwiseKernelChoice
 from ..layers.output_norm import OutputNorm
 from ..utils.reparam import DeployArg, ReparameterizeMixin, deploy_level, fused_level
 
@@ -104,6 +105,13 @@ class ReparamBackbone(ReparameterizeMixin, BaseModule):
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
             self.check_input(x)  # traced / exported / compiled graphs carry no Python checks
+        chooser = self.__dict__.get('_pointwise_kernel')
+        if chooser is None:  # created on first use, so checkpoints and models built before it need nothing
+            chooser = self.__dict__['_pointwise_kernel'] = PointwiseKernelChoice(
+                self._kernel_label())
+        return chooser.run(self._forward, x)
+
+    def _forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
@@ -111,6 +119,18 @@ class ReparamBackbone(ReparameterizeMixin, BaseModule):
             if i in self.out_indices:
                 outs.append(self._output(i, x))  # the next stage reads x, not the normed copy
         return tuple(outs) + self._extra_outputs(x)
+
+    def _kernel_label(self) -> str:
+        """``FastViT(t8)``: the class and its ``arch_zoo`` name (``custom`` for an arch dict)."""
+        settings = getattr(self, 'arch_settings', None)
+        def listed(value) -> list:
+            return list(value) if isinstance(value, (list, tuple)) else [value] * self.num_stages
+
+        fields = ('layers', 'embed_dims', 'token_mixers', 'mlp_ratios', 'depths', 'channels')
+        name = next((k for k, v in self.arch_zoo.items()
+                     if all(listed(settings.get(f, ())) == listed(v.get(f, ())) for f in fields)), 'custom') \
+            if settings else 'custom'
+        return f'{type(self).__name__}({name})'
 
     def _extra_outputs(self, x: Tensor) -> Tuple[Tensor, ...]:
         """Outputs after the last stage's (``x``) beyond the stages' own, e.g. FastViT's ``final_conv``."""

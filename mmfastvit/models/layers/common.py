@@ -1,5 +1,8 @@
 """Small layers shared by the FastViT blocks: conv+BN, layer scale, stochastic depth."""
-from typing import Optional
+import os
+import statistics
+import time
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -38,26 +41,134 @@ class ConvBN(nn.Module):
 
 
 def _exporting() -> bool:
-    """Whether the forward pass is being traced or exported rather than run eagerly."""
-    return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+    """Whether the forward pass is being traced, exported or compiled rather than run eagerly."""
+    return (torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.compiler.is_compiling()
+            or torch.onnx.is_in_onnx_export())
+
+
+POINTWISE_KERNELS = ('auto', 'gemm', 'conv')
+_KERNEL_ENV = 'MMFASTVIT_POINTWISE_KERNEL'
+# the GEMM is chosen only when a pass with it takes less than this fraction of a pass with the convolution (medians):
+# a tie keeps oneDNN's convolution, the kernel timm's model runs
+GEMM_MIN_GAIN = 0.95
+TRIAL_PASSES = 6  # timed forward passes with each kernel per input shape (after one untimed pass each)
+_kernel_policy: Dict[str, Optional[str]] = {'mode': None}
+_pass_kernel: Dict[str, Optional[str]] = {'kernel': None}  # what 'auto' runs in the current pass (None: conv)
+_kernel_choices: Dict[str, str] = {}  # every PointwiseKernelChoice's decisions in this process, for the reports
+
+
+def _checked_policy(mode: str, source: str) -> str:
+    if mode not in POINTWISE_KERNELS:
+        raise ValueError(f'{source}={mode!r} is not one of {POINTWISE_KERNELS}')
+    return mode
+
+
+def pointwise_kernel_policy() -> str:
+    """How :class:`PointwiseConv` picks its kernel: ``'auto'`` (the default: measured per network and input shape on
+    this machine, see :class:`PointwiseKernelChoice`), ``'gemm'`` or ``'conv'``; set by
+    :func:`set_pointwise_kernel` or the ``MMFASTVIT_POINTWISE_KERNEL`` environment variable."""
+    if _kernel_policy['mode'] is not None:
+        return _kernel_policy['mode']
+    return _checked_policy(os.environ.get(_KERNEL_ENV, 'auto'), _KERNEL_ENV)
+
+
+def set_pointwise_kernel(mode: Optional[str]) -> Optional[str]:
+    """Sets the policy of :func:`pointwise_kernel_policy` (``None``: back to the environment / ``'auto'``); returns
+    the previous setting."""
+    if mode is not None:
+        _checked_policy(mode, 'mode')
+    previous, _kernel_policy['mode'] = _kernel_policy['mode'], mode
+    return previous
+
+
+def pointwise_kernel_choices() -> Dict[str, str]:
+    """The kernels ``'auto'`` has chosen so far in this process, keyed by network and input
+    (``'FastViT(t8) cpu float32 1x3x256x256 threads2'``): what a benchmark records beside its timings."""
+    return dict(_kernel_choices)
+
+
+def _eager_cpu(x: Tensor) -> bool:
+    return x.device.type == 'cpu' and not _exporting()
+
+
+class PointwiseKernelChoice:
+    """Chooses :class:`PointwiseConv`'s kernel for one network by timing its whole forward passes.
+
+    Which 1x1 kernel is faster depends on the CPU (see :class:`PointwiseConv`), and timing one layer alone misleads:
+    on an AMD EPYC the GEMM won isolated FastViT shapes that it lost inside the network, and a network mixing the two
+    kernels per layer ran slower than with either alone. So under the policy ``'auto'`` the first inference passes
+    (autograd off) a network makes on an input shape (with its dtype and thread count) alternate between all-GEMM and
+    all-convolution passes; after :data:`TRIAL_PASSES` timed passes of each, the faster is remembered for that shape
+    (the GEMM only when its median is below :data:`GEMM_MIN_GAIN` times the convolution's). Those first passes cost
+    at most the slower kernel's time; their outputs are the same either way (to float rounding).
+
+    Args:
+        label (str): The network's name in :func:`pointwise_kernel_choices`.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.trials: Dict[Tuple, Dict[str, List[float]]] = {}
+        self.choices: Dict[Tuple, str] = {}
+
+    def run(self, forward, x: Tensor):
+        """``forward(x)`` with the kernel chosen for ``x``'s shape (timing it while the choice is open). Only
+        inference chooses: with autograd on (training), the layers run the convolution, as timm's model does, and a
+        recomputed checkpointed segment runs what its forward ran."""
+        if pointwise_kernel_policy() != 'auto' or not _eager_cpu(x) or torch.is_grad_enabled():
+            return forward(x)
+        key = (str(x.dtype).replace('torch.', ''), 'x'.join(map(str, x.shape)), f'threads{torch.get_num_threads()}')
+        kernel = self.choices.get(key)
+        if kernel is not None:
+            return self._with(kernel, forward, x)
+        trial = self.trials.setdefault(key, {'gemm': [], 'conv': []})
+        kernel = min(trial, key=lambda k: len(trial[k]))
+        start = time.perf_counter()
+        out = self._with(kernel, forward, x)
+        trial[kernel].append(time.perf_counter() - start)
+        if all(len(spent) > TRIAL_PASSES for spent in trial.values()):  # each kernel's first pass is not counted
+            gemm_s, conv_s = (statistics.median(trial[k][1:]) for k in ('gemm', 'conv'))
+            self.choices[key] = 'gemm' if gemm_s < GEMM_MIN_GAIN * conv_s else 'conv'
+            _kernel_choices[' '.join((self.label, x.device.type) + key)] = self.choices[key]
+            del self.trials[key]
+        return out
+
+    @staticmethod
+    def _with(kernel: str, forward, x: Tensor):
+        previous, _pass_kernel['kernel'] = _pass_kernel['kernel'], kernel
+        try:
+            return forward(x)
+        finally:
+            _pass_kernel['kernel'] = previous
 
 
 class PointwiseConv(nn.Conv2d):
-    """A 1x1, stride-1, ungrouped convolution computed as one batched matrix product over the NCHW buffer.
+    """A 1x1, stride-1, ungrouped convolution with two kernels: the convolution, or one batched matrix product over
+    the NCHW buffer.
 
-    Same parameters and state-dict keys as ``nn.Conv2d(in, out, 1)``; only the kernel differs. On CPU, oneDNN's 1x1
-    convolution on NCHW activations reorders them on every call and runs 1.1-6x slower than the GEMM (measured here
-    for FastViT's shapes at batch 1 and 8: ``benchmarks/results/backbone_latency_cpu.md``). Inputs that are not
-    contiguous NCHW (e.g. ``channels_last``, where the convolution is already fast) take the convolution path, and so
-    does every export (``torch.jit.trace``, ``torch.export``, ``torch.onnx.export``): an exported graph gets a plain
-    1x1 ``Conv``, which ONNX Runtime, TensorRT and Core ML run faster than the batched matrix product.
+    Same parameters and state-dict keys as ``nn.Conv2d(in, out, 1)``; only the kernel differs. Which is faster
+    depends on the CPU: on an Intel Xeon oneDNN's NCHW 1x1 convolution reorders its input on every call and ran
+    1.1-6x slower than the GEMM on FastViT's shapes; on an AMD EPYC the convolution won
+    (``benchmarks/results/backbone_latency_cpu_*.md``). Under the default policy ``'auto'``
+    (:func:`pointwise_kernel_policy`) the backbone that holds the layer chooses by timing its own forward passes
+    (:class:`PointwiseKernelChoice`); a layer used outside one runs the convolution. Other devices, inputs that are
+    not contiguous NCHW (e.g. ``channels_last``), and every export or compilation (``torch.jit.trace``,
+    ``torch.export``, ``torch.onnx.export``, ``torch.compile``) take the convolution, so an exported graph gets a
+    plain 1x1 ``Conv``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, 1, bias=bias)
 
+    def kernel_for(self, x: Tensor) -> str:
+        """``'gemm'`` or ``'conv'``: the kernel :meth:`forward` runs on ``x`` now."""
+        if x.dim() != 4 or not x.is_contiguous() or not _eager_cpu(x):
+            return 'conv'
+        policy = pointwise_kernel_policy()
+        return policy if policy != 'auto' else (_pass_kernel['kernel'] or 'conv')
+
     def forward(self, x: Tensor) -> Tensor:
-        if not x.is_contiguous() or _exporting():
+        if self.kernel_for(x) == 'conv':
             return super().forward(x)
         b, c, h, w = x.shape
         weight = self.weight.view(1, self.out_channels, c).expand(b, -1, -1)

@@ -1,0 +1,112 @@
+"""PointwiseConv's two kernels give the convolution's results, and the 'auto' policy picks the faster one for a
+network from timed forward passes of that network on the running machine, remembered per input shape."""
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from mmfastvit.models import FastViT
+from mmfastvit.models.layers import common
+from mmfastvit.models.layers import PointwiseConv, pointwise_kernel_choices, pointwise_kernel_policy, \
+    set_pointwise_kernel
+
+
+@pytest.fixture
+def policy():
+    """Sets the kernel policy for one test, then puts the previous one back."""
+    previous = common._kernel_policy['mode']
+    yield set_pointwise_kernel
+    set_pointwise_kernel(previous)
+
+
+def _ops(call):
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        call()
+    return {event.key for event in prof.key_averages()}
+
+
+@pytest.mark.parametrize('kernel', ['gemm', 'conv'])
+@pytest.mark.parametrize('bias', [True, False])
+def test_both_kernels_equal_conv2d_forward_and_backward(policy, kernel, bias):
+    policy(kernel)
+    torch.manual_seed(0)
+    pw, conv = PointwiseConv(12, 20, bias=bias), nn.Conv2d(12, 20, 1, bias=bias)
+    conv.load_state_dict(pw.state_dict())
+    x = torch.randn(3, 12, 5, 7, requires_grad=True)
+    assert pw.kernel_for(x) == kernel
+    out = pw(x)
+    assert ('aten::bmm' in _ops(lambda: pw(x)) or 'aten::baddbmm' in _ops(lambda: pw(x))) == (kernel == 'gemm')
+    torch.testing.assert_close(out, conv(x), rtol=1e-5, atol=1e-5)
+    out.square().sum().backward()
+    grads = x.grad.clone(), pw.weight.grad.clone()
+    x.grad = None
+    conv(x).square().sum().backward()
+    torch.testing.assert_close(grads[0], x.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grads[1], conv.weight.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_a_layer_outside_a_backbone_and_channels_last_take_the_convolution(policy):
+    policy('auto')
+    pw = PointwiseConv(12, 20)
+    x = torch.randn(2, 12, 5, 7)
+    assert pw.kernel_for(x) == 'conv'
+    policy('gemm')
+    assert pw.kernel_for(x.to(memory_format=torch.channels_last)) == 'conv'
+
+
+def test_a_bad_policy_is_named(policy, monkeypatch):
+    with pytest.raises(ValueError, match="mode='fast' is not one of"):
+        policy('fast')
+    policy(None)
+    monkeypatch.setenv('MMFASTVIT_POINTWISE_KERNEL', 'blas')
+    with pytest.raises(ValueError, match="MMFASTVIT_POINTWISE_KERNEL='blas' is not one of"):
+        pointwise_kernel_policy()
+    monkeypatch.setenv('MMFASTVIT_POINTWISE_KERNEL', 'conv')
+    assert pointwise_kernel_policy() == 'conv'
+
+
+@pytest.mark.parametrize('slow', ['gemm', 'conv'])
+def test_auto_times_whole_passes_and_keeps_the_faster_kernel(policy, monkeypatch, slow):
+    """Passes run with the slow kernel are made 30 ms slower: 'auto' must keep the other one, per input shape."""
+    policy('auto')
+    torch.manual_seed(0)
+    model = FastViT(arch='t8', deploy=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        set_pointwise_kernel('conv')
+        expected = model(x)[0]
+        set_pointwise_kernel('auto')
+        run = common.PointwiseKernelChoice._with
+
+        def slowed(kernel, forward, inputs):
+            if kernel == slow:
+                time.sleep(0.03)
+            return run(kernel, forward, inputs)
+
+        monkeypatch.setattr(common.PointwiseKernelChoice, '_with', staticmethod(slowed))
+        passes = 2 * (common.TRIAL_PASSES + 1)
+        kernels_seen = []
+        for _ in range(passes):
+            outputs = []
+            kernels_seen.append('baddbmm' if 'aten::baddbmm' in _ops(lambda: outputs.append(model(x)[0])) else 'conv')
+            torch.testing.assert_close(outputs[0], expected, rtol=1e-4, atol=1e-4)
+        assert set(kernels_seen) == {'baddbmm', 'conv'}  # the trial ran both
+    faster = 'conv' if slow == 'gemm' else 'gemm'
+    chooser = model.__dict__['_pointwise_kernel']
+    assert list(chooser.choices.values()) == [faster] and not chooser.trials
+    key = f'FastViT(t8) cpu float32 1x3x64x64 threads{torch.get_num_threads()}'
+    assert pointwise_kernel_choices()[key] == faster
+    with torch.no_grad():
+        assert ('aten::baddbmm' in _ops(lambda: model(x))) == (faster == 'gemm')
+        model(torch.randn(2, 3, 64, 64))  # a new shape opens a new trial; the first stays decided
+    assert len(chooser.trials) == 1 and len(chooser.choices) == 1
+
+
+def test_exports_and_compiled_graphs_get_plain_convolutions(policy):
+    policy('gemm')
+    model = FastViT(arch='t8', deploy=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    traced = torch.jit.trace(model, (x,), check_trace=False)
+    kinds = {node.kind() for node in traced.inlined_graph.nodes()}
+    assert 'aten::_convolution' in kinds and not {'aten::baddbmm', 'aten::bmm'} & kinds
