@@ -30,7 +30,7 @@ import torch
 
 from .. import __version__
 from .cli import option
-from .engines import Engine, ExportJob, export_backends, export_engine
+from .engines import ENGINES, Engine, ExportJob, export_backends, export_engine
 from .export_form import REWRITES, check_rewrites
 from .latency import machine_info
 from .loading import INPUT_NAME, Deployable, default_shape
@@ -39,6 +39,8 @@ from .verify import ExportError, fuse_and_verify
 EXPORTERS = ('torchscript', 'dynamo')
 DEFAULT_OPSET = 18
 SIZE_MULTIPLE = 32  # the output stride of FastViT and FMViT
+CALIBRATION_IMAGES = 300  # int8 calibration images (NNCF's default subset size)
+CHECK_IMAGES = 200  # val images of the accuracy check of bf16 / int8
 
 __all__ = ['DEFAULT_OPSET', 'EXPORTERS', 'ExportError', 'ExportRequest', 'check_shape', 'export']
 
@@ -114,6 +116,24 @@ class ExportRequest:
                                        help='export rewrites of the fused model (default: all; none: --rewrites)')
     name: Optional[str] = option(None, '--name', help='file stem (default <config>_<H>x<W>_b<N>[_fp16])')
     workspace_gib: float = option(4.0, '--workspace-gib', type=float, help='TensorRT builder workspace')
+    precision: Optional[str] = option(
+        None, '--precision', choices=['fp32', 'bf16', 'int8'],
+        help='openvino: fp32, bf16 (the default where the CPU has bfloat16 arithmetic) or int8 (calibrated on '
+             '--calib-config images)')
+    calib_config: Optional[str] = option(
+        None, '--calib-config',
+        help='dataset config whose images calibrate int8 and check the accuracy of bf16 / int8 (default: the '
+             'model\'s config)')
+    calib_images: int = option(CALIBRATION_IMAGES, '--calib-images', type=int,
+                               help=f'calibration images, from the train split (default {CALIBRATION_IMAGES})')
+    check_images: Optional[int] = option(
+        None, '--check-images', type=int,
+        help='val images on which bf16 / int8 are compared with fp32 (top-1 agreement, logit error, accuracy); '
+             f'default {CHECK_IMAGES} where a dataset config is known, 0 skips')
+    min_agreement: float = option(0.99, '--min-agreement', type=float,
+                                  help='least top-1 agreement with fp32 on the check images (default 0.99)')
+    keep_float: Tuple[str, ...] = option((), '--keep-float', nargs='+',
+                                         help='more layers (ONNX node names) to keep out of int8')
     seed: int = option(0)
 
     def __post_init__(self) -> None:
@@ -122,12 +142,63 @@ class ExportRequest:
             raise ValueError(f'exporter "{self.exporter}" is not one of {list(EXPORTERS)}')
         # frozen: the values are normalized once, here
         object.__setattr__(self, 'fp16', engine.default_fp16 if self.fp16 is None else bool(self.fp16))
+        object.__setattr__(self, 'keep_float', tuple(self.keep_float))
+        self._check_precision(engine)
         engine.check_export(self)
         if self.shape is not None:
             object.__setattr__(self, 'shape', check_shape(self.shape))
         if not isinstance(self.batch, int) or self.batch < 1:
             raise ValueError(f'batch {self.batch!r} must be a positive integer (--batch {self.batch} must be >= 1)')
         object.__setattr__(self, 'rewrites', check_rewrites(self.rewrites))
+
+    def _check_precision(self, engine: Engine) -> None:
+        if self.precision is None:
+            object.__setattr__(self, 'precision', engine.resolve_precision(None))
+        elif self.precision not in engine.precisions:
+            takers = [e.export_backend for e in ENGINES.values() if e.precisions]
+            raise ValueError(f'--precision {self.precision} is for the {", ".join(takers)} backend(s); '
+                             f'backend "{self.backend}" takes ' + (f'{list(engine.precisions)}' if engine.precisions
+                                                                     else 'its own precision (--fp16 where offered)'))
+        if self.precision != 'int8' and (self.keep_float or self.calib_images != CALIBRATION_IMAGES):
+            raise ValueError('--keep-float and --calib-images apply to --precision int8 only')
+        for name in ('calib_images', 'check_images'):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < (1 if name == 'calib_images' else 0)):
+                raise ValueError(f'--{name.replace("_", "-")} {value!r} must be an integer >= '
+                                 f'{1 if name == "calib_images" else 0}')
+        if not 0 <= self.min_agreement <= 1:
+            raise ValueError(f'--min-agreement {self.min_agreement!r} must be between 0 and 1')
+
+    def image_sets(self, deployable: Deployable, shape: Tuple[int, int], log: Callable[[str], None]) -> dict:
+        """The calibration images (int8) and the accuracy-check images (bf16 / int8) from the dataset config.
+
+        Raises:
+            ValueError: int8 without a dataset config.
+        """
+        reduced = self.precision in ('bf16', 'int8')
+        config = self.calib_config or deployable.source.get('config')
+        options = None if self.calib_config else deployable.source.get('cfg_options') or None
+        sets = {}
+        if self.precision == 'int8':
+            if not config:
+                raise ValueError('--precision int8 needs calibration images: give --calib-config (a dataset config)')
+            from .calibration import dataset_batches
+            sets['calibration'] = dataset_batches(config, 'train', self.calib_images, shape, options, self.seed, log)
+        asked = self.check_images is not None or self.calib_config is not None
+        count = self.check_images if self.check_images is not None else (CHECK_IMAGES if config and reduced else 0)
+        if count and reduced:
+            if not config:
+                raise ValueError('--check-images needs a dataset config: give --calib-config')
+            from .calibration import dataset_batches
+            try:
+                sets['check_images'] = dataset_batches(config, 'val', count, shape, options, self.seed, log)
+            except (FileNotFoundError, ValueError) as err:
+                if asked:
+                    raise
+                # the default check, on a machine without the config's dataset: the export goes on without it
+                log(f'accuracy check skipped: the val images of {config} cannot be read here ({err}); give '
+                    f'--calib-config / --check-images to require it')
+        return sets
 
     @property
     def engine(self) -> Engine:
@@ -137,7 +208,7 @@ class ExportRequest:
     def stem(self, deployable: Deployable, shape: Tuple[int, int]) -> str:
         """:attr:`name`, or ``<name>_<H>x<W>_b<N>[_fp16]`` (``bdyn`` for a dynamic batch)."""
         return self.name or (f'{deployable.name}_{shape[0]}x{shape[1]}_b{"dyn" if self.dynamic_batch else self.batch}'
-                             + ('_fp16' if self.fp16 else ''))
+                             + ('_fp16' if self.fp16 else '') + (f'_{self.precision}' if self.precision else ''))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -207,9 +278,10 @@ def export(deployable: Deployable, backend: Union[str, ExportRequest], out_dir: 
     x = torch.rand(batch, 3, *shape, generator=torch.Generator().manual_seed(request.seed)) * 2 - 1
 
     _, form, expected, checks = fuse_and_verify(deployable, x, request.rewrites, log)
+    images = request.image_sets(deployable, shape, log)
     stage, created = _stage_dir(out_dir)
     try:
-        job = ExportJob(deployable, request, name, x, expected, form, stage, log)
+        job = ExportJob(deployable, request, name, x, expected, form, stage, log, extra=images)
         engine.export(job)
         engine.verify(job)
         for checked, result in job.verification.items():
@@ -222,7 +294,8 @@ def export(deployable: Deployable, backend: Union[str, ExportRequest], out_dir: 
             backend=backend, name=name, kind=deployable.kind, source=deployable.source,
             input=dict(name=INPUT_NAME, shape=[batch, 3, *shape], dtype='float16' if fp16 and engine.half_inputs
                        else 'float32', normalized_by_caller=True),
-            outputs=list(deployable.output_names), fp16=fp16, fusion_level='full', checks=checks, export=job.info,
+            outputs=list(deployable.output_names), fp16=fp16, precision=request.precision, fusion_level='full',
+            checks=checks, export=job.info,
             verification=job.verification, files=dict(job.files), machine=machine_info())
         report_name = f'{name}.{backend}.json'
         with open(osp.join(stage, report_name), 'w') as f:

@@ -7,6 +7,7 @@ import math
 import os
 import platform
 import random
+import re
 import statistics
 import time
 from pathlib import Path
@@ -118,6 +119,46 @@ def peak_extra_memory(call: Callable[[], object], runs: int = 3) -> dict:
                 baseline_rss_mib=baseline_kib / 1024, hwm_mib=hwm_kib / 1024)
 
 
+# the instruction-set features the kernels and engines depend on (fp32 SIMD, int8 dot products, bf16, AMX)
+CPU_FEATURES = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'avx512_fp16', 'amx_tile',
+                'amx_bf16', 'amx_int8', 'asimd', 'sve', 'bf16', 'i8mm')
+
+
+def _cpuinfo() -> Dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: Dict[str, str] = {}
+    try:
+        text = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return fields
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(':')
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_facts() -> dict:
+    """What a CPU timing depends on: ``model`` (name), ``vendor``, ``family``, ``model_number``, ``stepping`` and the
+    :data:`CPU_FEATURES` it has (``features``), from /proc/cpuinfo (the platform's processor string elsewhere)."""
+    info = _cpuinfo()
+    flags = set((info.get('flags') or info.get('Features') or '').split())
+    return dict(model=cpu_model(), vendor=info.get('vendor_id') or info.get('CPU implementer') or platform.machine(),
+                family=info.get('cpu family'), model_number=info.get('model'), stepping=info.get('stepping'),
+                features=[f for f in CPU_FEATURES if f in flags])
+
+
+def cpu_tag(model: Optional[str] = None) -> str:
+    """A file-name tag for the CPU (``'intel-xeon'``, ``'amd-epyc'``) so that results from different CPUs sit side
+    by side: the model name, lower case, without trademarks, "Processor", "CPU" or the clock."""
+    name = (model or cpu_model()).lower()
+    name = re.sub(r'\((r|tm)\)|\bprocessor\b|\bcpu\b|@.*$|\d+-core', ' ', name)
+    return re.sub(r'[^a-z0-9]+', '-', name).strip('-') or 'unknown-cpu'
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, else the platform's processor string."""
     try:
@@ -140,7 +181,7 @@ def load_average() -> Optional[Dict[str, float]]:
 
 def machine_info() -> dict:
     """What a latency figure depends on: CPU, cores, threads, GPU, library versions, and the load when asked."""
-    info = dict(cpu=cpu_model(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+    info = dict(cpu=cpu_model(), cpu_facts=cpu_facts(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
                 python=platform.python_version(), torch=torch.__version__, platform=platform.platform(),
                 load_average=load_average())
     if torch.cuda.is_available():

@@ -1,5 +1,5 @@
-"""The optional packages the engines need (onnx, onnxruntime, onnxsim, coremltools, tensorrt, timm, matplotlib):
-probing and importing them when used.
+"""The optional packages the engines need (onnx, onnxruntime, onnxsim, openvino, nncf, coremltools, tensorrt, timm,
+matplotlib): probing and importing them when used.
 
 A package is imported inside the function that needs it, so importing the deploy modules costs nothing and the tools
 say which package is missing, and how to install it, instead of failing at import.
@@ -17,6 +17,8 @@ _INSTALL_HINTS = {
     'onnxruntime': 'pip install -r requirements/deploy.txt (onnxruntime; onnxruntime-gpu for the CUDA provider)',
     'onnxsim': 'pip install onnxsim==0.8.1 (requirements/deploy.txt)',
     'coremltools': 'pip install coremltools==9.0 (requirements/deploy.txt)',
+    'openvino': 'pip install openvino==2026.4.1 (requirements/deploy.txt)',
+    'nncf': 'pip install nncf==3.4.0 (requirements/deploy.txt)',
     'tensorrt': 'install TensorRT 10 or 11 with its Python bindings for your CUDA (pip install tensorrt-cu12 / '
                 'tensorrt-cu13 on a machine that can reach NVIDIA\'s package host), on a machine with an NVIDIA GPU',
 }

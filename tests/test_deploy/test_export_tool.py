@@ -84,8 +84,8 @@ def test_missing_files_are_named(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('args,code,message', [
-    (['--backend', 'openvino'], 2, 'backend "openvino" is not one of [\'onnx\', \'coreml\', \'tensorrt\', '
-                                   '\'torchscript\']'),
+    (['--backend', 'tflite'], 2, 'backend "tflite" is not one of [\'onnx\', \'openvino\', \'coreml\', '
+                                 '\'tensorrt\', \'torchscript\']'),
     (['--backend', 'onnx', '--shape', '100'], 2, '100x100: each side must be a positive multiple of 32'),
     (['--backend', 'onnx', '--shape', '64', '48'], 2, '48 is not'),
     (['--backend', 'onnx', '--batch', '0'], 2, '--batch 0 must be >= 1'),

@@ -9,7 +9,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CHECK = r"""
 import importlib.abc, json, sys, tempfile
 FORBIDDEN = ('mmdet', 'mmseg', 'mmpretrain', 'mmcv', 'timm', 'onnx', 'onnxruntime', 'onnxscript', 'onnxsim',
-             'coremltools', 'tensorrt', 'matplotlib')
+             'coremltools', 'tensorrt', 'matplotlib', 'openvino', 'nncf')
 
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -26,7 +26,8 @@ from mmfastvit.deploy.runtimes import BackendUnavailable
 out = tempfile.mkdtemp()
 report = export.export(loading.from_variant('sa12'), 'torchscript', out, shape=(64, 64), log=lambda m: None)
 assert report['verification']['torchscript']['verified'], report
-for backend, missing in (('onnx', 'onnx'), ('coreml', 'coremltools'), ('tensorrt', 'tensorrt')):
+for backend, missing in (('onnx', 'onnx'), ('openvino', 'onnx'), ('coreml', 'coremltools'),
+                         ('tensorrt', 'tensorrt')):
     try:
         export.ExportRequest(backend=backend)
     except BackendUnavailable as err:

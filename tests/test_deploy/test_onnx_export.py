@@ -128,8 +128,8 @@ def test_bad_shapes_are_refused(shape, message, tmp_path):
 
 
 def test_unknown_backend_and_bad_batch(tmp_path):
-    with pytest.raises(ValueError, match='backend "openvino" is not one of'):
-        export(from_variant('t8'), 'openvino', str(tmp_path / 'out'), **QUIET)
+    with pytest.raises(ValueError, match='backend "tflite" is not one of'):
+        export(from_variant('t8'), 'tflite', str(tmp_path / 'out'), **QUIET)
     with pytest.raises(ValueError, match='batch 0 must be a positive integer'):
         export(from_variant('t8'), 'onnx', str(tmp_path / 'out'), shape=(64, 64), batch=0, **QUIET)
     assert not (tmp_path / 'out').exists()

@@ -58,6 +58,8 @@ class ExportJob:
         files (dict): Written files by kind (``'onnx'``: ``'<name>.onnx'``), relative to ``stage``.
         info (dict): What each step made, by engine format (the report's ``export``).
         verification (dict): Each engine's run compared with PyTorch (the report's ``verification``).
+        extra (dict): Data an engine's export needs beyond ``x``: ``'calibration'`` and ``'check_images'``
+            (:class:`~mmfastvit.deploy.calibration.ImageSet`) for reduced precision.
     """
 
     deployable: object
@@ -71,6 +73,7 @@ class ExportJob:
     files: Dict[str, str] = field(default_factory=dict)
     info: Dict[str, dict] = field(default_factory=dict)
     verification: Dict[str, dict] = field(default_factory=dict)
+    extra: Dict[str, object] = field(default_factory=dict)
 
     def path(self, kind: str) -> str:
         """The staged path of ``files[kind]``."""
@@ -142,6 +145,7 @@ class Engine:
     half_inputs: bool = False  # an FP16 export has half-precision inputs and outputs
     reads_onnx: bool = False  # its export or its runners start from the exported ONNX graph
     backends: Mapping[str, str] = {}  # benchmark backend -> device ('cpu' / 'cuda')
+    precisions: Tuple[str, ...] = ()  # the --precision values its export takes (none: --fp16 or its own)
     packages: Tuple[str, ...] = ()  # packages whose versions a benchmark report records
     plotted: Tuple[str, ...] = ()  # its backends drawn in the accuracy-vs-latency figure
 
@@ -166,6 +170,10 @@ class Engine:
 
     def require(self, request) -> None:
         """Raises :class:`BackendUnavailable` when a package the export needs is missing. Nothing by default."""
+
+    def resolve_precision(self, precision: Optional[str]) -> Optional[str]:
+        """The export precision a request that names none gets (None: the engine has no ``precisions``)."""
+        return precision
 
     def why_unavailable(self, backend: str) -> Optional[str]:
         """Why ``backend`` cannot be timed here, or None (beyond the GPU check every CUDA backend has)."""
