@@ -68,7 +68,7 @@ def test_a_bad_policy_is_named(policy, monkeypatch):
 
 @pytest.mark.parametrize('slow', ['gemm', 'conv'])
 def test_auto_times_whole_passes_and_keeps_the_faster_kernel(policy, monkeypatch, slow):
-    """Passes run with the slow kernel are made 30 ms slower: 'auto' must keep the other one, per input shape."""
+    """Passes run with the slow kernel are made 30 ms slower (more than the 8 % margin): 'auto' must keep the other one, per input shape."""
     policy('auto')
     torch.manual_seed(0)
     model = FastViT(arch='t8', deploy=True).eval()
@@ -85,7 +85,7 @@ def test_auto_times_whole_passes_and_keeps_the_faster_kernel(policy, monkeypatch
             return run(kernel, forward, inputs)
 
         monkeypatch.setattr(common.PointwiseKernelChoice, '_with', staticmethod(slowed))
-        passes = 2 * (common.TRIAL_PASSES + 1)
+        passes = 2 * (common.UNTIMED_PASSES + common.TRIAL_PASSES)
         kernels_seen = []
         for _ in range(passes):
             outputs = []

@@ -49,9 +49,10 @@ def _exporting() -> bool:
 POINTWISE_KERNELS = ('auto', 'gemm', 'conv')
 _KERNEL_ENV = 'MMFASTVIT_POINTWISE_KERNEL'
 # the GEMM is chosen only when a pass with it takes less than this fraction of a pass with the convolution (medians):
-# a tie keeps oneDNN's convolution, the kernel timm's model runs
-GEMM_MIN_GAIN = 0.95
-TRIAL_PASSES = 6  # timed forward passes with each kernel per input shape (after one untimed pass each)
+# a tie, or a gain within the noise of a shared machine, keeps oneDNN's convolution, the kernel timm's model runs
+GEMM_MIN_GAIN = 0.92
+TRIAL_PASSES = 6  # timed forward passes with each kernel per input shape
+UNTIMED_PASSES = 2  # passes with each kernel before those (allocation, oneDNN primitive creation)
 _kernel_policy: Dict[str, Optional[str]] = {'mode': None}
 _pass_kernel: Dict[str, Optional[str]] = {'kernel': None}  # what 'auto' runs in the current pass (None: conv)
 _kernel_choices: Dict[str, str] = {}  # every PointwiseKernelChoice's decisions in this process, for the reports
@@ -98,9 +99,10 @@ class PointwiseKernelChoice:
     on an AMD EPYC the GEMM won isolated FastViT shapes that it lost inside the network, and a network mixing the two
     kernels per layer ran slower than with either alone. So under the policy ``'auto'`` the first inference passes
     (autograd off) a network makes on an input shape (with its dtype and thread count) alternate between all-GEMM and
-    all-convolution passes; after :data:`TRIAL_PASSES` timed passes of each, the faster is remembered for that shape
-    (the GEMM only when its median is below :data:`GEMM_MIN_GAIN` times the convolution's). Those first passes cost
-    at most the slower kernel's time; their outputs are the same either way (to float rounding).
+    all-convolution passes; after :data:`UNTIMED_PASSES` + :data:`TRIAL_PASSES` passes of each, the faster is
+    remembered for that shape (the GEMM only when its median is below :data:`GEMM_MIN_GAIN` times the
+    convolution's). Those first passes cost at most the slower kernel's time; their outputs are the same either way
+    (to float rounding).
 
     Args:
         label (str): The network's name in :func:`pointwise_kernel_choices`.
@@ -126,8 +128,8 @@ class PointwiseKernelChoice:
         start = time.perf_counter()
         out = self._with(kernel, forward, x)
         trial[kernel].append(time.perf_counter() - start)
-        if all(len(spent) > TRIAL_PASSES for spent in trial.values()):  # each kernel's first pass is not counted
-            gemm_s, conv_s = (statistics.median(trial[k][1:]) for k in ('gemm', 'conv'))
+        if all(len(spent) >= UNTIMED_PASSES + TRIAL_PASSES for spent in trial.values()):
+            gemm_s, conv_s = (statistics.median(trial[k][UNTIMED_PASSES:]) for k in ('gemm', 'conv'))
             self.choices[key] = 'gemm' if gemm_s < GEMM_MIN_GAIN * conv_s else 'conv'
             _kernel_choices[' '.join((self.label, x.device.type) + key)] = self.choices[key]
             del self.trials[key]
