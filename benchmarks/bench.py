@@ -9,9 +9,11 @@ Subcommands (``bench.py SUBCOMMAND --help`` lists each one's options):
   dense       CPU latency of the dense-prediction backbones (four stage outputs) against ResNet-50 and PoolFormer
   train-step  Mask R-CNN train step, FastViT-SA12 against ResNet-50: time and peak memory
   learning    learning checks, trained from scratch on generated data: det (Mask R-CNN), seg (Semantic FPN),
-              hand (hand mesh)
+              hand (hand mesh), cls (the T8 ImageNet classifier)
   hand        throughput of the hand-mesh model, fused FastViT against ResNet-50
   profile     where ONNX Runtime spends its time in our export and in timm's
+  fusion-precision
+              the fused levels in float16 / bfloat16 against float32: does the deepest fusion cost precision?
 
 Every subcommand writes its results to ``--out`` (default ``benchmarks/results/<name>``), the markdown ending with
 the command that reproduces it. The options they share mean the same everywhere: ``--threads``, ``--warmup`` /

@@ -22,7 +22,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from mmfastvit.deploy.latency import (load_average, peak_extra_memory, time_interleaved, wait_for_load,
+from mmfastvit.deploy.latency import (cpu_tag, load_average, peak_extra_memory, time_interleaved, wait_for_load,
                                       write_text_atomic)
 
 BENCHMARKS = Path(__file__).resolve().parent.parent
@@ -177,6 +177,16 @@ def fmt_load(load: Optional[dict], missing: str = 'not available') -> str:
     return ', '.join(f'{v:.2f}' for v in load.values()) if load else missing
 
 
+def cpu_text(settings: dict) -> str:
+    """``AMD EPYC (AuthenticAMD family 25 model 17; avx2 fma avx512f avx512_vnni avx512_bf16; 2 cores)``."""
+    facts = settings.get('cpu_facts') or {}
+    detail = [f"{facts.get('vendor')} family {facts.get('family')} model {facts.get('model_number')}"] if facts else []
+    if facts.get('features'):
+        detail.append(' '.join(facts['features']))
+    detail.append(f"{settings.get('cpu_count')} cores")
+    return f"{settings.get('cpu')} ({'; '.join(detail)})"
+
+
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
 
@@ -237,6 +247,13 @@ def command_line(argv: Optional[Sequence[str]] = None) -> str:
 def reproduce(command: str) -> str:
     """The line every result file ends with."""
     return f'Reproduce: `{command}`'
+
+
+def cpu_results(name: str, tag: Optional[str] = None) -> Path:
+    """The default ``--out`` of a CPU speed or memory benchmark: ``benchmarks/results/NAME_cpu_<tag>``, ``tag`` the
+    CPU's (:func:`~mmfastvit.deploy.latency.cpu_tag` of this machine's by default: ``intel-xeon``, ``amd-epyc``), so
+    that results measured on different CPUs sit side by side instead of overwriting each other."""
+    return RESULTS / f'{name}_cpu_{tag or cpu_tag()}'
 
 
 def result_paths(out) -> Tuple[Path, Path]:

@@ -18,7 +18,8 @@ the unfused one before timing. Peak memory of a forward is measured per candidat
 
 The machine may be shared: ``--max-load`` waits (up to ``--max-wait`` seconds) until the 1-minute load average is
 below it before timing; the load before and after timing is recorded either way. Writes
-``benchmarks/results/dense_backbone_latency_cpu.{json,md}`` by default.
+``benchmarks/results/dense_backbone_latency_cpu_<cpu>.{json,md}`` by default (<cpu>: the CPU model, e.g.
+``intel-xeon``).
 
 Example:
     .venv/bin/python benchmarks/bench.py dense --variants t8 sa12 --warmup 2 --runs 5
@@ -51,7 +52,7 @@ BASELINE_LABELS = {
 DENSE_OUT_INDICES = (0, 1, 2, 3)
 AGREEMENT_TOL = 1e-4  # max |form - unfused| over max |unfused|, worst stage output
 MEMORY_RUNS = 2
-DEFAULT_OUT = common.RESULTS / 'dense_backbone_latency_cpu'
+DEFAULT_OUT = common.cpu_results('dense_backbone_latency')
 
 
 def fastvit_forms(variant: str, seed: int, forms: Sequence[str] = FORMS) -> Dict[str, nn.Module]:
@@ -153,7 +154,7 @@ def markdown(results: dict, settings: dict) -> str:
     info = settings['machine']
     lines += ['', f"Batch {settings['batch']}, 3x{settings['size']}x{settings['size']}, float32, eval mode, "
               f"{info['torch_threads']} thread(s), {settings['warmup']} warm-up + {settings['runs']} timed runs per "
-              f"candidate, interleaved (medians); {info['cpu']} ({info['cpu_count']} cores), torch {info['torch']}, "
+              f"candidate, interleaved (medians); {common.cpu_text(info)}, torch {info['torch']}, "
               f"{settings['date']}. Load average (1, 5, 15 min) before timing: {fmt_load(settings['load_before'])}; "
               f"after: {fmt_load(settings['load_after'])}. Timing took {settings['timing_s'] / 60:.1f} min.", '',
               common.reproduce(settings['command'])]

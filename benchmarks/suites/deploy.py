@@ -7,7 +7,8 @@ eager mode and in ONNX Runtime, at batch 1 (FMViT's tables) and at the paper's b
 (and on the GPU backends when there is one). The machine's fp32 matrix-multiply peak is measured in the same run;
 the load average is recorded before and after (the machine may be shared: --max-load waits for it to drop first,
 before each variant). Writes ``OUT_b<N>.{json,md,png}`` (one run each) and ``OUT.md``, the summary with the targets
-(OUT: ``benchmarks/results/deploy_latency_<device>`` by default):
+(OUT: ``benchmarks/results/deploy_latency_cpu_<cpu>`` by default, <cpu> the CPU model, e.g. ``intel-xeon``;
+``deploy_latency_cuda`` with ``--device cuda``):
 
 * ours in ONNX Runtime at most 0.90x the latency of timm's fused export in ONNX Runtime, for every variant;
 * MA36 at batch 8 in ONNX Runtime at 75 % or more of the measured fp32 peak.
@@ -21,7 +22,8 @@ batch. Batch 1: FMViT at 224x224 and FastViT at 256x256, as FMViT's Table 2 comp
 paper's protocol, FastViT at 256x256, FMViT at 224x224 here too. Ratios, per backend and batch: every model against
 FastViT-T8, and FMViT-X against the FastViT of similar FLOPs (T / T8, S / T12, M / SA12, B / SA24, L / SA36); Table
 2's published figures (A10 GPU, iPhone 13) stand beside ours, with the same ratios where Table 2 has both models.
-Writes ``OUT.{json,md}`` and ``OUT_b<N>.png`` (OUT: ``benchmarks/results/fmvit_fastvit_latency_<device>``).
+Writes ``OUT.{json,md}`` and ``OUT_b<N>.png`` (OUT: ``benchmarks/results/fmvit_fastvit_latency_cpu_<cpu>``,
+``fmvit_fastvit_latency_cuda`` with ``--device cuda``).
 
 Example:
     .venv/bin/python benchmarks/bench.py deploy                        # CPU, all variants, both batches
@@ -198,13 +200,16 @@ def write_summary(reports: dict, device: str, out: Path, command: str) -> str:
         settings = report['settings']
         lines.append(f'- batch {batch}: [`{table}`]({table}), {settings["warmup"]} warm-up + {settings["runs"]} '
                      f'timed runs per candidate')
+    machine = reports[next(iter(reports))].get('machine')
+    machine_line = [f'Machine: {common.cpu_text(machine)}' + (f', {machine["gpu"]}' if machine.get('gpu') else '')
+                    + '.', ''] if machine else []
     summary = [f'# FastViT deployed latency ({device})', '',
                f'Medians; {reports[next(iter(reports))]["settings"]["threads"]} CPU thread(s); ours = fused to the '
                f'deepest level + export rewrites, timm = timm\'s reparameterized model with the same weights, both '
                f'exported with the same exporter / opset and run with the same ONNX Runtime session options.', '',
                *summary_table(reports, device), '',
                'Full tables (p90, throughput, peak memory, PyTorch and ONNX Runtime side by side):', *lines, '',
-               'Targets:', *verdicts(reports, device), '', common.reproduce(command), '']
+               'Targets:', *verdicts(reports, device), '', *machine_line, common.reproduce(command), '']
     write_text_atomic(common.result_paths(out)[1], '\n'.join(summary))
     return '\n'.join(summary)
 
@@ -213,8 +218,10 @@ def write_summary(reports: dict, device: str, out: Path, command: str) -> str:
 # --against timm: measuring and rendering
 
 def default_out(args: argparse.Namespace) -> Path:
+    """``deploy_latency`` (``--against fmvit``: ``fmvit_fastvit_latency``) with the device; on the CPU, with the CPU
+    model too (:func:`common.cpu_results`)."""
     stem = 'deploy_latency' if args.against == 'timm' else 'fmvit_fastvit_latency'
-    return common.RESULTS / f'{stem}_{args.device}'
+    return common.cpu_results(stem) if args.device == 'cpu' else common.RESULTS / f'{stem}_{args.device}'
 
 
 def batch_stem(out: Path, batch: int) -> Path:
@@ -389,7 +396,7 @@ def render(doc: dict, device: str, out: Path) -> str:
                      f'{_load(next(iter(report["results"].values()))["load_after"])}{wait_text}'
                      + (f'; fp32 matmul peak {peak:.0f} GFLOP/s' if peak else '') + '.')
     versions = ', '.join(f'{k} {v}' for k, v in settings['versions'].items() if v)
-    lines += [f'- Machine: {machine["cpu"]} ({machine["cpu_count"]} cores), '
+    lines += [f'- Machine: {common.cpu_text(machine)}, '
               + (f'{machine["gpu"]}; ' if machine.get('gpu') else 'no GPU; ')
               + f'torch {machine["torch"]}, {versions}. Other jobs were running on it: the load averages above say '
                 f'how busy it was; compare ratios within this run, not absolute times across runs.',
@@ -477,8 +484,10 @@ def add_parser(subparsers) -> None:
     common.add_shared_options(parser, None, threads_what='PyTorch and ONNX Runtime',
                               load_when='before each variant (--against fmvit: each batch)',
                               out_writes='OUT.md, OUT.json or OUT_b<N>.{json,md,png} (see above)',
-                              out_default_text='benchmarks/results/deploy_latency_<device> (--against fmvit: '
-                                               'fmvit_fastvit_latency_<device>)')
+                              out_default_text=(
+                                  f'{common.cpu_results("deploy_latency").relative_to(common.REPO)} (--against fmvit: '
+                                  f'{common.cpu_results("fmvit_fastvit_latency").name}; with --device cuda: '
+                                  'deploy_latency_cuda, fmvit_fastvit_latency_cuda)'))
 
 
 def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

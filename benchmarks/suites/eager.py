@@ -5,7 +5,8 @@ weights: ``train`` (ours, unfused), ``ref_fused`` (ours fused at level ``'refere
 produce), ``full_fused`` (ours fused at level ``'full'``: no BatchNorm, no layer-scale multiply) and ``timm_fused``
 (timm's model after ``timm.utils.reparameterize_model``). Timed runs are interleaved round-robin across the forms, so
 drift in the machine's speed affects all of them alike. Peak memory is measured per form in a fresh subprocess.
-Writes ``benchmarks/results/backbone_latency_cpu.{json,md}`` by default.
+Writes ``benchmarks/results/backbone_latency_cpu_<cpu>.{json,md}`` by default (<cpu>: the CPU model, e.g.
+``intel-xeon``).
 
 Example:
     .venv/bin/python benchmarks/bench.py eager --variants t8 sa12 --threads 1
@@ -22,8 +23,9 @@ from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
 from mmfastvit.convert import timm_to_mmfastvit
-from mmfastvit.deploy.latency import cpu_model, summarize, time_interleaved
+from mmfastvit.deploy.latency import cpu_facts, cpu_model, ratio_interval, summarize, time_interleaved
 from mmfastvit.models import FastViT, FastViTClassifier
+from mmfastvit.models.layers import pointwise_kernel_policy
 from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_
 
 from . import common
@@ -37,7 +39,7 @@ RATIOS = (('full_fused', 'timm_fused'), ('ref_fused', 'timm_fused'), ('full_fuse
 AGREEMENT_TOL = 1e-4  # max |form - train| over max |train|
 MEMORY_RUNS = 3  # forwards after the high-water mark is reset
 MIB = 2**20
-DEFAULT_OUT = common.RESULTS / 'backbone_latency_cpu'
+DEFAULT_OUT = common.cpu_results('backbone_latency')  # one file per CPU model, side by side
 
 
 def _timm():
@@ -78,6 +80,16 @@ def build_forms(variant: str, seed: int, forms: Sequence[str] = FORMS) -> Dict[s
     return {form: models[form].eval() for form in FORMS if form in models}
 
 
+def kernels_chosen(models: Dict[str, nn.Module]) -> Dict[str, Dict[str, str]]:
+    """The 1x1 kernel each of our forms ran, per input shape (``PointwiseKernelChoice``, policy ``'auto'``)."""
+    chosen = {}
+    for form, model in models.items():
+        chooser = getattr(model, 'backbone', model).__dict__.get('_pointwise_kernel')
+        if chooser is not None:
+            chosen[form] = {' '.join(key): kernel for key, kernel in chooser.choices.items()}
+    return chosen
+
+
 def check_agreement(variant: str, models: Dict[str, nn.Module], x: Tensor) -> Dict[str, float]:
     """Each form's max abs difference from the train form, relative to its output scale; exits if one is too big."""
     with torch.inference_mode():
@@ -109,6 +121,13 @@ def measure_memory(variant: str, form: str, args: argparse.Namespace) -> dict:
                                                               args.seed, '--threads', args.threads])
 
 
+def ratio_cell(result: dict, key: str) -> str:
+    """``0.970 [0.952, 0.991]``: the ratio of medians and its paired-bootstrap 95% interval."""
+    interval = result.get('ratio_intervals', {}).get(key)
+    text = f"{result['ratios'][key]:.3f}"
+    return text + (f" [{interval['low']:.3f}, {interval['high']:.3f}]" if interval else '')
+
+
 def markdown(results: Dict[str, dict], settings: dict) -> str:
     """The summary table, the per-form table, the verdict on the targets and the command that reproduces them."""
     header = (['variant'] + [f'{f} ms' for f in FORMS] + [f'{a} / {b}' for a, b in RATIOS]
@@ -116,7 +135,7 @@ def markdown(results: Dict[str, dict], settings: dict) -> str:
     lines = [row(header), row(['---'] * len(header))]
     for variant, r in results.items():
         lines.append(row([variant] + [f"{r['latency'][f]['median_ms']:.2f}" for f in FORMS]
-                         + [f"{r['ratios'][f'{a}/{b}']:.3f}" for a, b in RATIOS]
+                         + [ratio_cell(r, f'{a}/{b}') for a, b in RATIOS]
                          + [f"{r['memory'][f]['peak_mib']:.1f}" for f in FORMS]))
     if all(r['memory'][f]['peak_is_extra'] for r in results.values() for f in FORMS):
         lines += ['', 'Peak MiB: the forward\'s peak extra resident memory (VmHWM - VmRSS after a first forward), '
@@ -142,8 +161,13 @@ def markdown(results: Dict[str, dict], settings: dict) -> str:
               f"deepest fusion faster (full_fused/timm_fused <= 0.90): {verdict(('full_fused/timm_fused',), 0.9)}.",
               '', f"Batch {settings['batch']}, 3x{settings['size']}x{settings['size']}, float32, "
               f"{settings['threads']} thread(s), {settings['warmup']} warm-up + {settings['runs']} timed runs per form "
-              f"(medians), {settings['cpu']} ({settings['cpu_count']} cores), torch {settings['torch']}, "
-              f"timm {settings['timm']}, {settings['date']}.", '', common.reproduce(settings['command'])]
+              f"(medians; ratios with their paired-bootstrap 95% interval), {common.cpu_text(settings)}, torch "
+              f"{settings['torch']}, timm {settings['timm']}, {settings['date']}.", '',
+              f"1x1 kernel of our forms (policy `{settings.get('pointwise_kernel', 'auto')}`, chosen per network and "
+              f"input by timing whole passes): " + '; '.join(
+                  f"{v} " + ', '.join(f"{form} {'/'.join(sorted(set(k.values())))}"
+                                      for form, k in r.get('pointwise_kernels', {}).items())
+                  for v, r in results.items()) + '.', '', common.reproduce(settings['command'])]
     return '\n'.join(lines) + '\n'
 
 
@@ -167,7 +191,8 @@ def main(args: argparse.Namespace) -> int:
     logger = MMLogger.get_instance('bench_eager', logger_name='bench_eager')
     settings = dict(batch=args.batch, size=args.size, warmup=args.warmup, runs=args.runs,
                     threads=torch.get_num_threads(), seed=args.seed, dtype='float32', torch=torch.__version__,
-                    timm=timm.__version__, mmengine=mmengine.__version__, cpu=cpu_model(), cpu_count=os.cpu_count(),
+                    timm=timm.__version__, mmengine=mmengine.__version__, cpu=cpu_model(), cpu_facts=cpu_facts(),
+                    cpu_count=os.cpu_count(), pointwise_kernel=pointwise_kernel_policy(),
                     date=common.utc_now(), command=args._command, memory_child_env=common.MEMORY_CHILD_ENV,
                     agreement_tol=AGREEMENT_TOL)
     results = {}
@@ -179,6 +204,7 @@ def main(args: argparse.Namespace) -> int:
                     f'{args.warmup} + {args.runs} runs x {len(models)} forms')
         calls = {form: (lambda model=model: model(x)) for form, model in models.items()}
         latency = {form: summarize(t) for form, t in time_interleaved(calls, args.warmup, args.runs).items()}
+        kernels = kernels_chosen(models)
         del models
         memory = {}
         for form in FORMS:
@@ -187,7 +213,10 @@ def main(args: argparse.Namespace) -> int:
                         f"{latency[form]['p90_ms']:.2f} ms, peak {memory[form]['peak_mib']:.1f} MiB, "
                         f"{memory[form]['params'] / 1e6:.2f} M params")
         ratios = {f'{a}/{b}': latency[a]['median_ms'] / latency[b]['median_ms'] for a, b in RATIOS}
-        results[variant] = dict(latency=latency, memory=memory, ratios=ratios, max_rel_diff=errors)
+        intervals = {f'{a}/{b}': ratio_interval(latency[a]['runs_ms'], latency[b]['runs_ms'], seed=args.seed)
+                     for a, b in RATIOS}
+        results[variant] = dict(latency=latency, memory=memory, ratios=ratios, ratio_intervals=intervals,
+                                max_rel_diff=errors, pointwise_kernels=kernels)
     table = markdown(results, settings)
     print(table, flush=True)
     paths = common.write_results(args.out, dict(settings=settings, results=results),

@@ -20,7 +20,8 @@ CUDA, the peak allocated memory above what the weights hold.
 
 The machine may be shared: ``--max-load`` waits (up to ``--max-wait`` seconds) before each batch size until the
 1-minute load average is below it; the load before and after timing is recorded either way. Writes
-``benchmarks/results/hand_throughput_<device>.{json,md}`` by default.
+``benchmarks/results/hand_throughput_cpu_<cpu>.{json,md}`` (<cpu>: the CPU model, e.g. ``intel-xeon``) or, with
+``--device cuda``, ``hand_throughput_cuda.{json,md}`` by default.
 
 Example:
     .venv/bin/python benchmarks/bench.py hand --warmup 5 --runs 30 --warmup-big 2 --runs-big 6 --max-load 1.5
@@ -178,7 +179,7 @@ def markdown(results: dict, settings: dict) -> str:
     device, batches = settings['device'], settings['batches']
     info = settings['machine']
     where = (f"{info.get('gpu', 'GPU')} (CUDA {info.get('cuda')})" if device == 'cuda'
-             else f"{info['cpu']} ({info['cpu_count']} cores, {info['torch_threads']} thread(s))")
+             else f"{common.cpu_text(info)}, {info['torch_threads']} thread(s)")
     base = [b for b in BASELINES if b in results['params']]
     lines = [f'Whole hand model after the data preprocessor (backbone -> pool -> MANO regression head -> MANO layer -> '
              f'21 joints, 778 vertices), 3x{SIZE}x{SIZE}, float32, eval mode, on {where}. FPS = images per second at '
@@ -235,7 +236,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument('--mano-path', default=None,
                         help='MANO_RIGHT.pkl to build the head with. Default: a synthetic one in a temporary folder')
     common.add_shared_options(parser, None, load_when='before each batch size', memory_child=memory_child,
-                              out_default_text='benchmarks/results/hand_throughput_<device>')
+                              out_default_text=f'{common.cpu_results("hand_throughput").relative_to(common.REPO)} '
+                                               '(--device cuda: hand_throughput_cuda)')
 
 
 def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -245,7 +247,8 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: torch sees no CUDA device here')
     if args.out is None:
-        args.out = common.RESULTS / f'hand_throughput_{args.device}'
+        args.out = (common.cpu_results('hand_throughput') if args.device == 'cpu'
+                    else common.RESULTS / f'hand_throughput_{args.device}')
 
 
 def main(args: argparse.Namespace) -> int:

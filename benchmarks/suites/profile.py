@@ -29,7 +29,7 @@ them), and with a few runs per model they move by several percent between runs: 
 measured by ``bench.py deploy`` (round-robin, with an interval); this subcommand says where the time goes and
 derives the bounds from the proportions within timm's own profile.
 
-Writes ``benchmarks/results/ort_profile_cpu.{json,md}`` by default.
+Writes ``benchmarks/results/ort_profile_cpu_<cpu>.{json,md}`` by default (<cpu>: the CPU model, e.g. ``intel-xeon``).
 
 Example:
     .venv/bin/python benchmarks/bench.py profile --variants s12 ma36 --batch 8 --runs 6
@@ -265,9 +265,8 @@ def markdown(report: dict) -> str:
     lines += ['', f"fp32 matrix-multiply peak measured in the same run: {peak:.0f} GFLOP/s (the best of "
               f"{report['peak']['runs']} torch.matmul {report['peak']['size']}^3, measured before each variant and at "
               f"the end; the bests ranged {min(report['peak_bests']):.0f}-{max(report['peak_bests']):.0f}). "
-              f"Machine: {machine['cpu']} "
-              f"({machine['cpu_count']} cores), torch {machine['torch']}, onnxruntime {report['onnxruntime']}; load "
-              f"average before / after: {report['load_before']} / {report['load_after']}; {report['date']}.",
+              f"Machine: {common.cpu_text(machine)}, torch {machine['torch']}, onnxruntime {report['onnxruntime']}; "
+              f"load average before / after: {report['load_before']} / {report['load_after']}; {report['date']}.",
               '', 'Ratio floor: ours / timm if everything but the parts both graphs share (stem, blocks, GELU, '
               'positional encoding) took no time at all: timm\'s shared time over its total; the second floor gives '
               'the rewritten parts the time of their convolutions\' multiply-adds (as the profiler reports their '
@@ -284,7 +283,7 @@ def add_parser(subparsers) -> None:
     common.add_timing_options(parser, warmup=2, runs=6, unit='runs per model (profiled: --runs)')
     parser.add_argument('--gelu-sizes', nargs='*', type=float, default=[0.5, 2, 8, 32, 128],
                         help='tensor sizes (MB) to time the GELU alone at')
-    common.add_shared_options(parser, common.RESULTS / 'ort_profile_cpu',
+    common.add_shared_options(parser, common.cpu_results('ort_profile'),
                               threads_what='ONNX Runtime intra-op threads and torch.set_num_threads',
                               load_when='before each variant')
 

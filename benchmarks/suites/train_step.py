@@ -13,7 +13,7 @@ moments already allocated), from /proc/self VmHWM.
 
 The load average is recorded before and after (``--max-load`` waits, up to ``--max-wait`` seconds, for the 1-minute
 load to drop below a bound first): on a shared machine compare the ratio, not the absolute times. Writes
-``benchmarks/results/det_train_step.{json,md}`` by default.
+``benchmarks/results/det_train_step_cpu_<cpu>.{json,md}`` by default (<cpu>: the CPU model, e.g. ``intel-xeon``).
 
 Example:
     .venv/bin/python benchmarks/bench.py train-step --threads 2 --max-load 1.5 --max-wait 600   # the committed figures
@@ -33,7 +33,7 @@ from .common import REPO, fmt_load, num_params, row
 
 NAME = 'train-step'
 CONFIG = REPO / 'configs' / 'mask_rcnn_fastvit_sa12_1x.py'
-DEFAULT_OUT = common.RESULTS / 'det_train_step'
+DEFAULT_OUT = common.cpu_results('det_train_step')
 MODELS = ('fastvit_sa12', 'r50')
 # mmdet's Mask R-CNN R50-FPN 1x backbone (configs/_base_/models/mask-rcnn_r50_fpn.py), without the torchvision weights
 R50_BACKBONE = dict(type='ResNet', depth=50, num_stages=4, out_indices=(0, 1, 2, 3), frozen_stages=1,
@@ -134,7 +134,7 @@ def markdown(result: dict, settings: dict) -> str:
               f"BatchNorm statistics frozen), so its backward skips those; FastViT trains every layer.",
               '', 'Peak memory: the extra resident memory of a step over the state after a first step (weights, '
               'gradients and AdamW moments already allocated), in a fresh process per detector.', '',
-              f"Machine: {settings['machine']['cpu']} ({settings['machine']['cpu_count']} cores), "
+              f"Machine: {common.cpu_text(settings['machine'])}, "
               f"{settings['threads']} torch thread(s), torch {settings['machine']['torch']}, {settings['date']}; "
               f"load average (1, 5, 15 min) before {load[0]}, after {load[1]}.", '',
               common.reproduce(settings['command'])]

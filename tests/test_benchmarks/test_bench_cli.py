@@ -39,7 +39,8 @@ def _options(parser):
 def test_every_subcommand_shares_the_options_and_their_defaults():
     leaves = dict(_subparsers(bench.build_parser()))
     assert set(leaves) == {('eager',), ('deploy',), ('dense',), ('train-step',), ('learning', 'det'),
-                           ('learning', 'seg'), ('learning', 'hand'), ('hand',), ('profile',)}
+                           ('learning', 'seg'), ('learning', 'hand'), ('learning', 'cls'), ('hand',),
+                           ('profile',), ('fusion-precision',), ('precision',), ('precision-accuracy',)}
     for path, parser in leaves.items():
         options = _options(parser)
         assert {'--threads', '--seed', '--out'} <= set(options), path
@@ -131,23 +132,23 @@ def _same(recorded: dict, args, *names):
 
 
 def test_committed_commands_carry_the_recorded_settings():
-    s = _json('backbone_latency_cpu.json')['settings']
+    s = _json('backbone_latency_cpu_intel-xeon.json')['settings']
     args = _parse(s['command'])
     _same(s, args, 'batch', 'size', 'warmup', 'runs', 'threads', 'seed')
 
-    s = _json('dense_backbone_latency_cpu.json')['settings']
+    s = _json('dense_backbone_latency_cpu_intel-xeon.json')['settings']
     args = _parse(s['command'])
     _same(s, args, 'variants', 'baselines', 'batch', 'size', 'warmup', 'runs', 'seed')
     assert s['machine']['torch_threads'] == args.threads and (s['waited'] is None) == (args.max_load is None)
 
     for batch in (1, 8):
-        s = _json(f'deploy_latency_cpu_b{batch}.json')['settings']
+        s = _json(f'deploy_latency_cpu_intel-xeon_b{batch}.json')['settings']
         args = _parse(s['command'])
         assert args.against == 'timm' and batch in args.batches
         assert (s['warmup'], s['runs']) == timing_for(args, batch)
         _same(s, args, 'threads', 'max_load', 'retry_above', 'retries')
 
-    doc = _json('fmvit_fastvit_latency_cpu.json')
+    doc = _json('fmvit_fastvit_latency_cpu_intel-xeon.json')
     args = _parse(doc['command'])
     assert args.against == 'fmvit' and [int(b) for b in doc['reports']] == args.batches
     for batch, report in doc['reports'].items():
@@ -157,7 +158,7 @@ def test_committed_commands_carry_the_recorded_settings():
         names = {res['source']['variant'] for res in report['results'].values()}
         assert names == set(args.variants) | {f'fmvit_{v}' for v in args.fmvit}
 
-    s = _json('det_train_step.json')['settings']
+    s = _json('det_train_step_cpu_intel-xeon.json')['settings']
     _same(s, _parse(s['command']), 'batch', 'size', 'warmup', 'runs', 'threads', 'seed')
 
     s = _json('det_learning_check.json')['settings']
@@ -170,11 +171,18 @@ def test_committed_commands_carry_the_recorded_settings():
     _same(s, _parse(s['command']), 'iters', 'val_interval', 'target', 'batch', 'crop', 'num_train', 'num_val', 'size',
           'seed', 'threads')
 
+    doc = _json('cls_learning_check.json')
+    s = doc['settings']
+    args = _parse(s['command'])
+    _same(s, args, 'num_classes', 'train_per_class', 'val_per_class', 'size', 'batch', 'epochs', 'warmup_epochs',
+          'val_interval', 'lr', 'ema_momentum', 'log_interval', 'target', 'seed', 'threads')
+    assert doc['artifacts']['input_size'] == args.size and doc['artifacts']['num_classes'] == args.num_classes
+
     s = _json('hand_learning_check.json')['settings']
     _same(s, _parse(s['command']), 'num_train', 'num_eval', 'size', 'batch', 'epochs', 'val_interval', 'lr',
           'no_rotation', 'target', 'log_interval', 'seed', 'threads')
 
-    doc = _json('hand_throughput_cpu.json')
+    doc = _json('hand_throughput_cpu_intel-xeon.json')
     s = doc['settings']
     args = _parse(s['command'])
     _same(s, args, 'device', 'variants', 'baselines', 'batches', 'seed', 'max_load')
@@ -183,7 +191,36 @@ def test_committed_commands_carry_the_recorded_settings():
         recorded = doc['results']['batches'][str(batch)]
         assert (recorded['warmup'], recorded['runs']) == timing_for(args, batch)
 
-    doc = _json('ort_profile_cpu.json')
+    doc = _json('ort_profile_cpu_intel-xeon.json')
     args = _parse(doc['command'])
     assert (doc['batch'], doc['iters'], doc['threads']) == (args.batch, args.runs, args.threads)
     assert list(doc['variants']) == args.variants and args.max_load is not None
+
+
+def _recorded_cpus(doc):
+    """Every CPU model a result's JSON records (``"cpu": "..."`` at any depth)."""
+    if isinstance(doc, dict):
+        found = {doc['cpu']} if isinstance(doc.get('cpu'), str) else set()
+        return found.union(*(_recorded_cpus(v) for v in doc.values()))
+    if isinstance(doc, list):
+        return set().union(*(_recorded_cpus(v) for v in doc))
+    return set()
+
+
+def test_cpu_results_are_named_after_the_cpu_that_timed_them():
+    from mmfastvit.deploy.latency import cpu_tag
+    named = 0
+    for path in sorted(RESULTS.glob('*_cpu_*.json')):
+        tag = re.fullmatch(r'.+_cpu_([a-z0-9-]+?)(_b\d+)?\.json', path.name).group(1)
+        cpus = _recorded_cpus(json.loads(path.read_text()))
+        assert len(cpus) == 1 and cpu_tag(cpus.pop()) == tag, (path.name, cpus)
+        named += 1
+    assert named >= 8
+    assert not list(RESULTS.glob('*_cpu.*')) and not list(RESULTS.glob('*_cpu_b[0-9]*')), 'a CPU result without a tag'
+    for options in ('eager', 'dense', 'train-step', 'profile', 'hand', 'deploy', 'deploy --against fmvit', 'precision',
+                    'precision-accuracy'):
+        out = _parse(f'.venv/bin/python benchmarks/bench.py {options}').out
+        assert out.parent == common.RESULTS and out.name.endswith(f'_cpu_{cpu_tag()}'), (options, out)
+    for against in ('timm', 'fmvit'):
+        out = _parse(f'.venv/bin/python benchmarks/bench.py deploy --device cuda --against {against}').out
+        assert out.name.endswith('_cuda'), out
