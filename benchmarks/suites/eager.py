@@ -163,8 +163,9 @@ def markdown(results: Dict[str, dict], settings: dict) -> str:
               f"{settings['threads']} thread(s), {settings['warmup']} warm-up + {settings['runs']} timed runs per form "
               f"(medians; ratios with their paired-bootstrap 95% interval), {common.cpu_text(settings)}, torch "
               f"{settings['torch']}, timm {settings['timm']}, {settings['date']}.", '',
-              f"1x1 kernel of our forms (policy `{settings.get('pointwise_kernel', 'auto')}`, chosen per network and "
-              f"input by timing whole passes): " + '; '.join(
+              f"CPU kernel of our forms (conv: oneDNN on NCHW as timm; gemm: 1x1 layers as one GEMM; channels_last: "
+              f"the pass in NHWC), policy `{settings.get('pointwise_kernel', 'auto')}`, chosen per network and input "
+              f"by timing whole passes during the warm-up: " + '; '.join(
                   f"{v} " + ', '.join(f"{form} {'/'.join(sorted(set(k.values())))}"
                                       for form, k in r.get('pointwise_kernels', {}).items())
                   for v, r in results.items()) + '.', '', common.reproduce(settings['command'])]
@@ -176,7 +177,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument('--variants', nargs='+', choices=list(FastViT.arch_zoo), default=list(FastViT.arch_zoo))
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--size', type=int, default=256, help='input height and width')
-    common.add_timing_options(parser, warmup=20, runs=50, unit='runs per form')
+    common.add_timing_options(parser, warmup=30, runs=50, unit='runs per form')  # >= the 21 passes of a choice
     common.add_shared_options(parser, DEFAULT_OUT, memory_child=memory_child, memory_metavar='VARIANT/FORM',
                               memory_optional=False)
 

@@ -66,41 +66,67 @@ def test_a_bad_policy_is_named(policy, monkeypatch):
     assert pointwise_kernel_policy() == 'conv'
 
 
-@pytest.mark.parametrize('slow', ['gemm', 'conv'])
-def test_auto_times_whole_passes_and_keeps_the_faster_kernel(policy, monkeypatch, slow):
-    """Passes run with the slow kernel are made 30 ms slower (more than the 8 % margin): 'auto' must keep the other one, per input shape."""
+@pytest.mark.parametrize('fast', common.TRIAL_KERNELS)
+def test_auto_times_whole_passes_and_keeps_the_fastest(policy, monkeypatch, fast):
+    """Passes run with the other candidates are made 30 ms slower (beyond the 8 % margin): 'auto' must keep ``fast``,
+    per input shape, and give the convolution's outputs (contiguous NCHW) throughout."""
     policy('auto')
     torch.manual_seed(0)
-    model = FastViT(arch='t8', deploy=True).eval()
+    model = FastViT(arch='t8', deploy=True, out_indices=(0, 3)).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         set_pointwise_kernel('conv')
-        expected = model(x)[0]
+        expected = model(x)
         set_pointwise_kernel('auto')
         run = common.PointwiseKernelChoice._with
+        seen = []
 
         def slowed(kernel, forward, inputs):
-            if kernel == slow:
+            seen.append(kernel)
+            if kernel != fast:
                 time.sleep(0.03)
             return run(kernel, forward, inputs)
 
         monkeypatch.setattr(common.PointwiseKernelChoice, '_with', staticmethod(slowed))
-        passes = 2 * (common.UNTIMED_PASSES + common.TRIAL_PASSES)
-        kernels_seen = []
+        passes = len(common.TRIAL_KERNELS) * (common.UNTIMED_PASSES + common.TRIAL_PASSES)
+        gemm_passes = 0
         for _ in range(passes):
             outputs = []
-            kernels_seen.append('baddbmm' if 'aten::baddbmm' in _ops(lambda: outputs.append(model(x)[0])) else 'conv')
-            torch.testing.assert_close(outputs[0], expected, rtol=1e-4, atol=1e-4)
-        assert set(kernels_seen) == {'baddbmm', 'conv'}  # the trial ran both
-    faster = 'conv' if slow == 'gemm' else 'gemm'
+            gemm_passes += 'aten::baddbmm' in _ops(lambda: outputs.append(model(x)))
+            for out, ref in zip(outputs[0], expected):
+                assert out.is_contiguous()
+                torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+        assert set(seen) == set(common.TRIAL_KERNELS)  # the trial ran every candidate
+        assert gemm_passes == common.UNTIMED_PASSES + common.TRIAL_PASSES
     chooser = model.__dict__['_pointwise_kernel']
-    assert list(chooser.choices.values()) == [faster] and not chooser.trials
+    assert list(chooser.choices.values()) == [fast] and not chooser.trials
     key = f'FastViT(t8) cpu float32 1x3x64x64 threads{torch.get_num_threads()}'
-    assert pointwise_kernel_choices()[key] == faster
+    assert pointwise_kernel_choices()[key] == fast
     with torch.no_grad():
-        assert ('aten::baddbmm' in _ops(lambda: model(x))) == (faster == 'gemm')
+        seen.clear()
+        assert ('aten::baddbmm' in _ops(lambda: model(x))) == (fast == 'gemm')
+        assert seen == [fast]
         model(torch.randn(2, 3, 64, 64))  # a new shape opens a new trial; the first stays decided
     assert len(chooser.trials) == 1 and len(chooser.choices) == 1
+
+
+def test_training_runs_the_convolution_and_checkpointing_recomputes_it(policy):
+    policy('auto')
+    model = FastViT(arch='t8', deploy=False, with_cp=True).train()
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    model(x)[0].sum().backward()  # a recomputed segment must run the kernel its forward ran
+    assert '_pointwise_kernel' not in model.__dict__ or not model.__dict__['_pointwise_kernel'].trials
+
+
+def test_a_forced_channels_last_policy_returns_nchw(policy):
+    policy('channels_last')
+    model = FastViT(arch='t8', deploy=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)[0]
+        policy('conv')
+        torch.testing.assert_close(out, model(x)[0], rtol=1e-4, atol=1e-4)
+    assert out.is_contiguous()
 
 
 def test_exports_and_compiled_graphs_get_plain_convolutions(policy):

@@ -46,12 +46,15 @@ def _exporting() -> bool:
             or torch.onnx.is_in_onnx_export())
 
 
-POINTWISE_KERNELS = ('auto', 'gemm', 'conv')
+POINTWISE_KERNELS = ('auto', 'conv', 'gemm', 'channels_last')
+# what a trial pass runs: oneDNN's convolution on NCHW, the batched GEMM for the 1x1 layers, or the whole pass in
+# channels_last (the input converted, every convolution in oneDNN's NHWC kernels, the outputs back to NCHW)
+TRIAL_KERNELS = ('conv', 'gemm', 'channels_last')
 _KERNEL_ENV = 'MMFASTVIT_POINTWISE_KERNEL'
-# the GEMM is chosen only when a pass with it takes less than this fraction of a pass with the convolution (medians):
-# a tie, or a gain within the noise of a shared machine, keeps oneDNN's convolution, the kernel timm's model runs
-GEMM_MIN_GAIN = 0.92
-TRIAL_PASSES = 6  # timed forward passes with each kernel per input shape
+# another kernel replaces the NCHW convolution only when a pass with it takes less than this fraction of a pass with
+# the convolution (medians): a tie, or a gain within the noise of a shared machine, keeps what timm's model runs
+MIN_GAIN = 0.92
+TRIAL_PASSES = 5  # timed forward passes with each kernel per input shape
 UNTIMED_PASSES = 2  # passes with each kernel before those (allocation, oneDNN primitive creation)
 _kernel_policy: Dict[str, Optional[str]] = {'mode': None}
 _pass_kernel: Dict[str, Optional[str]] = {'kernel': None}  # what 'auto' runs in the current pass (None: conv)
@@ -65,9 +68,10 @@ def _checked_policy(mode: str, source: str) -> str:
 
 
 def pointwise_kernel_policy() -> str:
-    """How :class:`PointwiseConv` picks its kernel: ``'auto'`` (the default: measured per network and input shape on
-    this machine, see :class:`PointwiseKernelChoice`), ``'gemm'`` or ``'conv'``; set by
-    :func:`set_pointwise_kernel` or the ``MMFASTVIT_POINTWISE_KERNEL`` environment variable."""
+    """How a backbone runs on the CPU: ``'auto'`` (the default: measured per network and input shape on this
+    machine, see :class:`PointwiseKernelChoice`), or one of ``'conv'``, ``'gemm'`` (the 1x1 kernel of
+    :class:`PointwiseConv`) and ``'channels_last'``; set by :func:`set_pointwise_kernel` or the
+    ``MMFASTVIT_POINTWISE_KERNEL`` environment variable."""
     if _kernel_policy['mode'] is not None:
         return _kernel_policy['mode']
     return _checked_policy(os.environ.get(_KERNEL_ENV, 'auto'), _KERNEL_ENV)
@@ -93,16 +97,20 @@ def _eager_cpu(x: Tensor) -> bool:
 
 
 class PointwiseKernelChoice:
-    """Chooses :class:`PointwiseConv`'s kernel for one network by timing its whole forward passes.
+    """Chooses how one network runs on the CPU by timing its whole forward passes: the 1x1 layers' kernel
+    (:class:`PointwiseConv`) and the memory format.
 
-    Which 1x1 kernel is faster depends on the CPU (see :class:`PointwiseConv`), and timing one layer alone misleads:
-    on an AMD EPYC the GEMM won isolated FastViT shapes that it lost inside the network, and a network mixing the two
-    kernels per layer ran slower than with either alone. So under the policy ``'auto'`` the first inference passes
-    (autograd off) a network makes on an input shape (with its dtype and thread count) alternate between all-GEMM and
-    all-convolution passes; after :data:`UNTIMED_PASSES` + :data:`TRIAL_PASSES` passes of each, the faster is
-    remembered for that shape (the GEMM only when its median is below :data:`GEMM_MIN_GAIN` times the
-    convolution's). Those first passes cost at most the slower kernel's time; their outputs are the same either way
-    (to float rounding).
+    The candidates (:data:`TRIAL_KERNELS`) are oneDNN's convolution on NCHW (what timm's model runs), the batched GEMM
+    for the 1x1 layers, and the whole pass in ``channels_last`` (input converted, oneDNN's NHWC convolutions,
+    outputs back to contiguous NCHW). Which wins depends on the CPU and the batch: on an Intel Xeon the GEMM beat the
+    NCHW 1x1 convolution by 1.1-6x; on an AMD EPYC the convolution won, and ``channels_last`` ran T8 at batch 8 in
+    0.63x timm's time. Timing one layer alone misleads (on the EPYC the GEMM won isolated FastViT shapes that it lost
+    inside the network, and mixing kernels per layer was slower than either), so under the policy ``'auto'`` the
+    first inference passes (autograd off) a network makes on an input shape (with its dtype and thread count) cycle
+    through the candidates; after :data:`UNTIMED_PASSES` + :data:`TRIAL_PASSES` passes of each, the fastest is
+    remembered for that shape, replacing the NCHW convolution only when its median is below :data:`MIN_GAIN` times
+    the convolution's. Those first passes cost at most the slowest candidate's time; their outputs are the same
+    either way (to float rounding).
 
     Args:
         label (str): The network's name in :func:`pointwise_kernel_choices`.
@@ -117,20 +125,24 @@ class PointwiseKernelChoice:
         """``forward(x)`` with the kernel chosen for ``x``'s shape (timing it while the choice is open). Only
         inference chooses: with autograd on (training), the layers run the convolution, as timm's model does, and a
         recomputed checkpointed segment runs what its forward ran."""
-        if pointwise_kernel_policy() != 'auto' or not _eager_cpu(x) or torch.is_grad_enabled():
+        policy = pointwise_kernel_policy()
+        if policy != 'auto' or not _eager_cpu(x) or torch.is_grad_enabled():
+            if policy == 'channels_last' and _eager_cpu(x):
+                return self._with(policy, forward, x)
             return forward(x)
         key = (str(x.dtype).replace('torch.', ''), 'x'.join(map(str, x.shape)), f'threads{torch.get_num_threads()}')
         kernel = self.choices.get(key)
         if kernel is not None:
             return self._with(kernel, forward, x)
-        trial = self.trials.setdefault(key, {'gemm': [], 'conv': []})
+        trial = self.trials.setdefault(key, {k: [] for k in TRIAL_KERNELS})
         kernel = min(trial, key=lambda k: len(trial[k]))
         start = time.perf_counter()
         out = self._with(kernel, forward, x)
         trial[kernel].append(time.perf_counter() - start)
         if all(len(spent) >= UNTIMED_PASSES + TRIAL_PASSES for spent in trial.values()):
-            gemm_s, conv_s = (statistics.median(trial[k][UNTIMED_PASSES:]) for k in ('gemm', 'conv'))
-            self.choices[key] = 'gemm' if gemm_s < GEMM_MIN_GAIN * conv_s else 'conv'
+            median = {k: statistics.median(spent[UNTIMED_PASSES:]) for k, spent in trial.items()}
+            fastest = min(median, key=median.get)
+            self.choices[key] = fastest if median[fastest] < MIN_GAIN * median['conv'] else 'conv'
             _kernel_choices[' '.join((self.label, x.device.type) + key)] = self.choices[key]
             del self.trials[key]
         return out
@@ -139,7 +151,12 @@ class PointwiseKernelChoice:
     def _with(kernel: str, forward, x: Tensor):
         previous, _pass_kernel['kernel'] = _pass_kernel['kernel'], kernel
         try:
-            return forward(x)
+            if kernel != 'channels_last':
+                return forward(x)
+            out = forward(x.contiguous(memory_format=torch.channels_last))
+            if isinstance(out, Tensor):
+                return out.contiguous()
+            return type(out)(o.contiguous() for o in out)
         finally:
             _pass_kernel['kernel'] = previous
 
@@ -149,9 +166,7 @@ class PointwiseConv(nn.Conv2d):
     the NCHW buffer.
 
     Same parameters and state-dict keys as ``nn.Conv2d(in, out, 1)``; only the kernel differs. Which is faster
-    depends on the CPU: on an Intel Xeon oneDNN's NCHW 1x1 convolution reorders its input on every call and ran
-    1.1-6x slower than the GEMM on FastViT's shapes; on an AMD EPYC the convolution won
-    (``benchmarks/results/backbone_latency_cpu_*.md``). Under the default policy ``'auto'``
+    depends on the CPU (``benchmarks/results/backbone_latency_cpu_*.md``), so under the default policy ``'auto'``
     (:func:`pointwise_kernel_policy`) the backbone that holds the layer chooses by timing its own forward passes
     (:class:`PointwiseKernelChoice`); a layer used outside one runs the convolution. Other devices, inputs that are
     not contiguous NCHW (e.g. ``channels_last``), and every export or compilation (``torch.jit.trace``,
@@ -167,7 +182,8 @@ class PointwiseConv(nn.Conv2d):
         if x.dim() != 4 or not x.is_contiguous() or not _eager_cpu(x):
             return 'conv'
         policy = pointwise_kernel_policy()
-        return policy if policy != 'auto' else (_pass_kernel['kernel'] or 'conv')
+        kernel = policy if policy != 'auto' else _pass_kernel['kernel']
+        return 'gemm' if kernel == 'gemm' else 'conv'
 
     def forward(self, x: Tensor) -> Tensor:
         if self.kernel_for(x) == 'conv':
