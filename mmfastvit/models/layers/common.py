@@ -108,9 +108,9 @@ class PointwiseKernelChoice:
     inside the network, and mixing kernels per layer was slower than either), so under the policy ``'auto'`` the
     first inference passes (autograd off) a network makes on an input shape (with its dtype and thread count) cycle
     through the candidates; after :data:`UNTIMED_PASSES` + :data:`TRIAL_PASSES` passes of each, the fastest is
-    remembered for that shape, replacing the NCHW convolution only when its median is below :data:`MIN_GAIN` times
-    the convolution's. Those first passes cost at most the slowest candidate's time; their outputs are the same
-    either way (to float rounding).
+    remembered for that shape, replacing the NCHW convolution only when it beat it in every timed round and its
+    median ratio to it is below :data:`MIN_GAIN`. Those first passes cost at most the slowest candidate's time;
+    their outputs are the same either way (to float rounding).
 
     Args:
         label (str): The network's name in :func:`pointwise_kernel_choices`.
@@ -140,12 +140,19 @@ class PointwiseKernelChoice:
         out = self._with(kernel, forward, x)
         trial[kernel].append(time.perf_counter() - start)
         if all(len(spent) >= UNTIMED_PASSES + TRIAL_PASSES for spent in trial.values()):
-            median = {k: statistics.median(spent[UNTIMED_PASSES:]) for k, spent in trial.items()}
-            fastest = min(median, key=median.get)
-            self.choices[key] = fastest if median[fastest] < MIN_GAIN * median['conv'] else 'conv'
+            self.choices[key] = self._verdict({k: spent[UNTIMED_PASSES:] for k, spent in trial.items()})
             _kernel_choices[' '.join((self.label, x.device.type) + key)] = self.choices[key]
             del self.trials[key]
         return out
+
+    @staticmethod
+    def _verdict(timed: Dict[str, List[float]]) -> str:
+        """The candidate kept: one that beat ``conv`` in every round (the candidates run in turn, so round ``i``
+        of each was timed back to back) with a median ratio below :data:`MIN_GAIN`, the lowest such; else
+        ``conv``. Requiring every round guards against a noisy machine handing the choice to a tie."""
+        ratios = {k: [t / c for t, c in zip(spent, timed['conv'])] for k, spent in timed.items() if k != 'conv'}
+        winners = {k: statistics.median(r) for k, r in ratios.items() if max(r) < 1 and statistics.median(r) < MIN_GAIN}
+        return min(winners, key=winners.get) if winners else 'conv'
 
     @staticmethod
     def _with(kernel: str, forward, x: Tensor):
