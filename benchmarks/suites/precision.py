@@ -18,7 +18,7 @@ their accuracy, which ``bench.py precision-accuracy`` measures on a trained mode
 left out and the results say why. Writes ``OUT.{json,md}`` (OUT: ``benchmarks/results/precision_latency_cpu_<cpu>``).
 
 Example:
-    .venv/bin/python benchmarks/bench.py precision                              # every FastViT variant, batch 1 and 8
+    .venv/bin/python benchmarks/bench.py precision --variants all fmvit        # every variant, batch 1 and 8
     .venv/bin/python benchmarks/bench.py precision --variants t8 sa12 fmvit_t --batches 1 --runs 20
 """
 import argparse
@@ -29,7 +29,7 @@ from typing import List, Optional, Tuple
 import torch
 from mmengine.logging import MMLogger
 
-from mmfastvit.deploy.backbones import canonical_variant, families, parse_variant, variant_names
+from mmfastvit.deploy.backbones import canonical_variant, families, parse_variant, variant_groups, variant_names
 from mmfastvit.deploy.engines import RunTarget, backend_engine
 from mmfastvit.deploy.latency import cpu_facts, machine_info, ratio_interval, summarize
 from mmfastvit.deploy.loading import CLASSIFIER, from_variant
@@ -51,8 +51,9 @@ TARGET = 0.50
 
 def add_parser(subparsers) -> None:
     parser = common.add_subcommand(subparsers, NAME, __doc__, main, validate)
-    parser.add_argument('--variants', nargs='+', type=str.lower, default=list(variant_names('fastvit')),
-                        help='FastViT and FMViT variants (fmvit_t ...); default: the seven FastViT ones')
+    parser.add_argument('--variants', nargs='+', type=str.lower, default=['all'],
+                        help='FastViT and FMViT variants (t8 ... fmvit_t ...; "all": the seven FastViT ones, '
+                             '"fmvit": the five FMViT ones); default: all')
     parser.add_argument('--batches', nargs='+', type=int, default=[1, 8])
     parser.add_argument('--backends', nargs='+', choices=list(OURS), default=list(OURS),
                         help='our candidates (the baseline is always timm in ONNX Runtime fp32)')
@@ -63,10 +64,13 @@ def add_parser(subparsers) -> None:
 
 def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     common.check_at_least(parser, args, runs=2, warmup=0, threads=1, batches=1)
+    groups, variants = variant_groups(), []
     try:
-        args.variants = [canonical_variant(v) for v in args.variants]
+        for name in args.variants:  # 'all' (FastViT) and 'fmvit' stand for a family's variants
+            variants += variant_names(groups[name]) if name in groups else [canonical_variant(name)]
     except ValueError as err:
         parser.error(str(err))
+    args.variants = list(dict.fromkeys(variants))
 
 
 def _network(variant: str, seed: int):

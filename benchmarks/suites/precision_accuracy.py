@@ -45,11 +45,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument('--check-images', type=int, default=10000,
                         help='val images each export is checked on (all of the tiny val split by default)')
     parser.add_argument('--keep-float', nargs='+', default=[], help='passed to the int8 export')
+    parser.add_argument('--sensitivity-images', type=int, default=64,
+                        help='val images of the leave-one-out measurement of every int8 quantizer (0 skips it)')
     common.add_shared_options(parser, DEFAULT_OUT, threads_what='training and export threads')
 
 
 def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    common.check_at_least(parser, args, threads=1, calib_images=1, check_images=1)
+    common.check_at_least(parser, args, threads=1, calib_images=1, check_images=1, sensitivity_images=0)
     if bool(args.checkpoint) != bool(args.config) or (args.checkpoint and not args.size):
         parser.error('--checkpoint, --config and --size go together')
 
@@ -71,7 +73,8 @@ def export_report(trained: dict, precision: str, args: argparse.Namespace, out: 
         return dict(ran=False, reason=str(err).splitlines()[-1][:300], command=command)
     reports = sorted(out.glob(f'*_{precision}.openvino.json'))
     report = json.loads(reports[-1].read_text())
-    return dict(ran=True, report=str(reports[-1]), command=command,
+    return dict(ran=True, report=str(reports[-1]), xml=str(reports[-1]).replace('.openvino.json', '.xml'),
+                command=command,
                 accuracy=report['verification']['openvino'].get('accuracy'),
                 export=report['export']['openvino'])
 
@@ -88,6 +91,17 @@ def markdown(results: dict, trained: dict, settings: dict) -> str:
         kept = ', '.join(f'`{k}`' for k in r['export'].get('kept_float', [])) or '-'
         lines.append(row([precision, f"{a['accuracy']:.2%}", f"{a['fp32_accuracy']:.2%}", f"{a['top1_agreement']:.2%}",
                           f"{a['max_rel_error']:.1e}", f"{a['mean_rel_error']:.1e}", kept]))
+    sensitivity = results.get('int8', {}).get('sensitivity')
+    if sensitivity:
+        top = sensitivity['quantizers'][:3]
+        lines += ['', f"Where int8 loses: every one of the {len(sensitivity['quantizers'])} int8 quantizers bypassed "
+                  f"in turn (leave-one-out, {sensitivity['images']} val images, the rest in fp32): the int8 model's "
+                  f"mean logit error is {sensitivity['all']['mean_rel_error']:.2%}, and keeping any one quantizer in "
+                  f"float removes at most {top[0]['gain']:.1%} of it ("
+                  + '; '.join(f"`{r['quantizer']}` {r['gain']:.1%}" for r in top) + '). '
+                  + ('The error is spread over the network, not one layer that quantizes poorly, so no layer beyond '
+                     'the first and the last is kept in higher precision.' if top[0]['gain'] < 0.25 else
+                     'One quantizer dominates: keep its layer in higher precision with --keep-float.')]
     reduced = {p: r for p, r in results.items() if p != 'fp32' and r['ran']}
     failing = [p for p, r in reduced.items() if r['accuracy']['top1_agreement'] < TARGET]
     images = next((r['accuracy']['images'] for r in results.values() if r['ran']), 0)
@@ -118,6 +132,15 @@ def main(args: argparse.Namespace) -> int:
         results[precision] = export_report(trained, precision, args, work / 'exports')
         common.log_stderr(f'{precision}: ' + (json.dumps(results[precision]['accuracy']) if results[precision]['ran']
                                               else results[precision]['reason']))
+    if args.sensitivity_images and results.get('int8', {}).get('ran') and results.get('fp32', {}).get('ran'):
+        from mmfastvit.deploy.calibration import dataset_batches
+        from mmfastvit.deploy.engines.openvino import quantizer_sensitivity
+        size = trained['input_size']
+        images = dataset_batches(trained['config'], 'val', args.sensitivity_images, (size, size), seed=args.seed,
+                                 log=common.log_stderr).batches(1)
+        common.log_stderr(f'leave-one-out over the int8 quantizers on {len(images)} images')
+        results['int8']['sensitivity'] = quantizer_sensitivity(results['int8']['xml'], results['fp32']['xml'], images,
+                                                               threads=args.threads)
     settings = dict(common.options(args), cpu=cpu_model(), cpu_facts=cpu_facts(), cpu_count=os.cpu_count(),
                     date=common.utc_now(), command=args._command)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.items()}

@@ -1,5 +1,5 @@
-"""Export a deployable network (FastViT, FMViT) to ONNX, Core ML (iPhone), TensorRT or TorchScript, checking every
-step.
+"""Export a deployable network (FastViT, FMViT) to ONNX, OpenVINO (x86 CPUs, fp32 / bf16 / int8), Core ML (iPhone),
+TensorRT or TorchScript, checking every step.
 
 :func:`export` takes a :class:`~mmfastvit.deploy.loading.Deployable` (from a config + checkpoint, or a variant) and an
 :class:`ExportRequest` (the backend and its options), and
@@ -71,7 +71,8 @@ class ExportRequest:
     packages import here), the exporter, the options the backend takes, the shape, the batch and the rewrites.
 
     Attributes:
-        backend (str): ``'onnx'``, ``'coreml'``, ``'tensorrt'`` or ``'torchscript'`` (the engines' export backends).
+        backend (str): ``'onnx'``, ``'openvino'``, ``'coreml'``, ``'tensorrt'`` or ``'torchscript'`` (the engines'
+            export backends).
         shape (tuple[int, int], optional): Input ``(H, W)`` (or one size), multiples of 32. Defaults to the
             deployable's (:func:`~mmfastvit.deploy.loading.default_shape`).
         batch (int): Batch of the traced input (and of the static graph). Defaults to 1.
@@ -87,7 +88,16 @@ class ExportRequest:
         rewrites (tuple[str]): Export rewrites (:func:`~mmfastvit.deploy.export_form.to_export_form`).
         name (str, optional): File stem; defaults to ``<name>_<H>x<W>_b<N>[_fp16]`` (``bdyn`` for a dynamic batch).
         workspace_gib (float): TensorRT builder workspace.
-        seed (int): Seed of the random verification batch.
+        precision (str, optional): OpenVINO's ``'fp32'``, ``'bf16'`` (the default where the CPU has bfloat16
+            arithmetic) or ``'int8'``; other backends take none.
+        calib_config (str, optional): Dataset config of the int8 calibration images (its train split) and of the
+            accuracy check (its val split). Defaults to the model's config.
+        calib_images (int): int8 calibration images. Defaults to 300.
+        check_images (int, optional): Val images of the accuracy check (top-1 agreement with fp32, logit error,
+            accuracy). Defaults to 200 for bf16 / int8 where a dataset config is known; 0 skips it.
+        min_agreement (float): Least top-1 agreement with fp32 on the check images; below it nothing is written.
+        keep_float (tuple[str]): More layers (ONNX node names) int8 leaves in higher precision.
+        seed (int): Seed of the random verification batch (and of the image choice).
 
     Raises:
         ValueError: bad backend / exporter / shape / batch / rewrite, or an option the backend does not take.
@@ -128,8 +138,8 @@ class ExportRequest:
                                help=f'calibration images, from the train split (default {CALIBRATION_IMAGES})')
     check_images: Optional[int] = option(
         None, '--check-images', type=int,
-        help='val images on which bf16 / int8 are compared with fp32 (top-1 agreement, logit error, accuracy); '
-             f'default {CHECK_IMAGES} where a dataset config is known, 0 skips')
+        help='val images on which the export is compared with PyTorch fp32 (top-1 agreement, logit error, '
+             f'accuracy); default {CHECK_IMAGES} for bf16 / int8 where a dataset config is known, 0 skips')
     min_agreement: float = option(0.99, '--min-agreement', type=float,
                                   help='least top-1 agreement with fp32 on the check images (default 0.99)')
     keep_float: Tuple[str, ...] = option((), '--keep-float', nargs='+',
@@ -186,7 +196,7 @@ class ExportRequest:
             sets['calibration'] = dataset_batches(config, 'train', self.calib_images, shape, options, self.seed, log)
         asked = self.check_images is not None or self.calib_config is not None
         count = self.check_images if self.check_images is not None else (CHECK_IMAGES if config and reduced else 0)
-        if count and reduced:
+        if count and self.engine.precisions:  # fp32 too when asked: the baseline of the same check
             if not config:
                 raise ValueError('--check-images needs a dataset config: give --calib-config')
             from .calibration import dataset_batches

@@ -87,6 +87,24 @@ def test_fp32_matches_pytorch_as_onnx_runtime_does(checkpoints, tmp_path):
     assert check['passed'] and check['rel_error'] < 1e-4
 
 
+@pytest.mark.skipif(bool(_precision_missing('int8')), reason='no int8 on this CPU (or no nncf)')
+def test_leave_one_out_names_what_each_quantizer_costs(checkpoints, tiny_imagenet, tmp_path):
+    from mmfastvit.deploy.calibration import dataset_batches
+    from mmfastvit.deploy.engines.openvino import quantizer_sensitivity
+    out = tmp_path / 'exports'
+    assert _export(T8, checkpoints['t8'], out, '--precision', 'int8', '--calib-images', '4', '--check-images', '0',
+                   *_data_options(tiny_imagenet['root'])) == 0
+    assert _export(T8, checkpoints['t8'], out, '--precision', 'fp32', '--check-images', '0') == 0
+    images = dataset_batches(T8, 'val', 2, (64, 64), {'val_dataloader.dataset.data_root': tiny_imagenet['root']},
+                             log=lambda m: None).batches(1)
+    result = quantizer_sensitivity(str(out / 'fastvit_t8_in1k_64x64_b1_int8.xml'),
+                                   str(out / 'fastvit_t8_in1k_64x64_b1_fp32.xml'), images, threads=1, limit=3)
+    assert result['images'] == 2 and 0 < result['all']['mean_rel_error'] < 1
+    rows = result['quantizers']
+    assert len(rows) == 3 and [r['gain'] for r in rows] == sorted((r['gain'] for r in rows), reverse=True)
+    assert all(r['quantizer'] and r['gain'] < 1 for r in rows)
+
+
 def test_missing_openvino_exits_3_and_writes_nothing(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, 'openvino', None)  # `import openvino` raises ImportError
     out = tmp_path / 'o'

@@ -3,13 +3,16 @@
     python tools/deploy/export.py configs/fastvit_t8_in1k.py fastvit_t8_in1k.pth --backend coreml --out exports/
     python tools/deploy/export.py configs/fastvit_sa12_in1k.py sa12.pth --backend onnx --batch 8 --out exports/
     python tools/deploy/export.py configs/fmvit_b_in1k.py fmvit_b_in1k.pth --backend onnx --out exports/
+    python tools/deploy/export.py configs/fastvit_sa12_in1k.py sa12.pth --backend openvino --precision int8 \\
+        --calib-config configs/fastvit_sa12_in1k.py --out exports/
     python tools/deploy/export.py configs/mask_rcnn_fastvit_sa12_1x.py det.pth --backend tensorrt --fp16 \\
         --shape 512 --batch 2 --out exports/
 
 The model is fused to its deepest form and checked against the unfused one, exported, and the exported file is run
-(ONNX Runtime; TorchScript; TensorRT on an NVIDIA GPU; Core ML only on macOS) and compared with PyTorch. Files appear
-in --out only when every check passed; a JSON report lies beside them. Exit status 0: written; 1: a check failed or
-the checkpoint does not fit; 2: bad arguments; 3: the backend's packages are missing (nothing written).
+(ONNX Runtime; OpenVINO, with an accuracy check on the dataset's val images for bf16 / int8; TorchScript; TensorRT on
+an NVIDIA GPU; Core ML only on macOS) and compared with PyTorch. Files appear in --out only when every check passed;
+a JSON report lies beside them. Exit status 0: written; 1: a check failed or the checkpoint does not fit; 2: bad
+arguments; 3: the backend's packages, or the CPU feature its precision needs, are missing (nothing written).
 """
 import argparse
 import sys

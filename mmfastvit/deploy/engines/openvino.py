@@ -157,6 +157,42 @@ def quantize(model, calibration: Sequence[Tensor], keep_float: Sequence[str] = (
     return quantized, info
 
 
+def quantizer_sensitivity(int8_path: str, fp32_path: str, images: Sequence[Tensor], precision: str = 'fp32',
+                          threads: Optional[int] = None, limit: Optional[int] = None) -> dict:
+    """How much each int8 quantizer of an exported int8 IR costs: the int8 model is run on ``images`` (one batch
+    each) with one ``FakeQuantize`` at a time bypassed, against the fp32 IR's logits (leave-one-out).
+
+    Returns:
+        dict: ``all`` (mean / max logit error over the max |fp32 logit|, and top-1 agreement, of the int8 model) and
+        ``quantizers``: per quantizer, the same with it bypassed and its ``gain`` (the share of the mean error that
+        keeping it in float removes), largest gain first; with ``limit``, only the first ``limit`` quantizers.
+    """
+    ov = _ov()
+    core = ov.Core()
+
+    def errors(model) -> dict:
+        from ..calibration import agreement
+        out = run_batches(compile_model(model, precision, threads), images)
+        result = agreement(out, expected)
+        return dict(mean_rel_error=result['mean_rel_error'], max_rel_error=result['max_rel_error'],
+                    top1_agreement=result['top1_agreement'])
+
+    expected = run_batches(compile_model(fp32_path, 'fp32', threads), images)
+    baseline = errors(core.read_model(int8_path))
+    names = [op.get_friendly_name() for op in core.read_model(int8_path).get_ordered_ops()
+             if op.get_type_name() == 'FakeQuantize'][:limit]
+    rows = []
+    for name in names:
+        model = core.read_model(int8_path)
+        fq = next(op for op in model.get_ordered_ops() if op.get_friendly_name() == name)
+        fq.output(0).replace(fq.input_value(0))
+        row = errors(model)
+        row.update(quantizer=name, gain=1 - row['mean_rel_error'] / max(baseline['mean_rel_error'], 1e-12))
+        rows.append(row)
+    rows.sort(key=lambda r: -r['gain'])
+    return dict(all=baseline, quantizers=rows, images=len(images), precision=precision)
+
+
 def _has_attention(model) -> bool:
     return any(op.get_type_name() == 'Softmax' for op in model.get_ops())
 
