@@ -177,7 +177,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument('--variants', nargs='+', choices=list(FastViT.arch_zoo), default=list(FastViT.arch_zoo))
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--size', type=int, default=256, help='input height and width')
-    common.add_timing_options(parser, warmup=30, runs=50, unit='runs per form')  # >= the 21 passes of a choice
+    common.add_timing_options(parser, warmup=20, runs=50, unit='runs per form')  # >= the 18 passes of a choice
     common.add_shared_options(parser, DEFAULT_OUT, memory_child=memory_child, memory_metavar='VARIANT/FORM',
                               memory_optional=False)
 

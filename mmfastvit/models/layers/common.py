@@ -55,7 +55,7 @@ _KERNEL_ENV = 'MMFASTVIT_POINTWISE_KERNEL'
 # the convolution (median of the paired ratios), in all trial rounds but one: a tie keeps what timm's model runs
 MIN_GAIN = 0.95
 TRIAL_PASSES = 5  # timed forward passes with each kernel per input shape
-UNTIMED_PASSES = 2  # passes with each kernel before those (allocation, oneDNN primitive creation)
+UNTIMED_PASSES = 1  # passes with each kernel before those (allocation, oneDNN primitive creation)
 _kernel_policy: Dict[str, Optional[str]] = {'mode': None}
 _pass_kernel: Dict[str, Optional[str]] = {'kernel': None}  # what 'auto' runs in the current pass (None: conv)
 _kernel_choices: Dict[str, str] = {}  # every PointwiseKernelChoice's decisions in this process, for the reports
