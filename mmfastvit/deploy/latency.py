@@ -1,7 +1,8 @@
 """Latency measurement shared by the benchmarks and the deploy tool (torch and the standard library only).
 
 Protocol: every candidate is warmed up, then timed run by run, round-robin across candidates, so drift in the
-machine's speed (frequency scaling, other processes) affects all of them alike; ratios are taken within one run.
+machine's speed (frequency scaling, other processes) affects all of them alike; each round starts one candidate later,
+so none always runs after the same one (whose caches and threads it would inherit); ratios are taken within one run.
 """
 import math
 import os
@@ -33,10 +34,12 @@ def time_interleaved(candidates: Mapping[str, Callable[[], object]],
         progress: called with ``(round, total_rounds)`` after each round.
     """
     times: Dict[str, List[float]] = {name: [] for name in candidates}
+    order = list(candidates.items())
     total = warmup + runs
     with torch.inference_mode():
         for rep in range(total):
-            for name, call in candidates.items():
+            shift = rep % len(order)  # each round starts one candidate later: no candidate always follows the same one
+            for name, call in order[shift:] + order[:shift]:
                 start = time.perf_counter()
                 call()
                 if sync is not None:
