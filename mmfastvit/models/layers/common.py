@@ -57,7 +57,8 @@ MIN_GAIN = 0.95
 TRIAL_PASSES = 5  # timed forward passes with each kernel per input shape
 UNTIMED_PASSES = 1  # passes with each kernel before those (allocation, oneDNN primitive creation)
 _kernel_policy: Dict[str, Optional[str]] = {'mode': None}
-_pass_kernel: Dict[str, Optional[str]] = {'kernel': None}  # what 'auto' runs in the current pass (None: conv)
+# what the current backbone pass runs (None outside one: a bare PointwiseConv reads the policy itself)
+_pass_kernel: Dict[str, Optional[str]] = {'kernel': None}
 _kernel_choices: Dict[str, str] = {}  # every PointwiseKernelChoice's decisions in this process, for the reports
 
 
@@ -125,11 +126,13 @@ class PointwiseKernelChoice:
         """``forward(x)`` with the kernel chosen for ``x``'s shape (timing it while the choice is open). Only
         inference chooses: with autograd on (training), the layers run the convolution, as timm's model does, and a
         recomputed checkpointed segment runs what its forward ran."""
-        policy = pointwise_kernel_policy()
-        if policy != 'auto' or not _eager_cpu(x) or torch.is_grad_enabled():
-            if policy == 'channels_last' and _eager_cpu(x):
-                return self._with(policy, forward, x)
+        if not _eager_cpu(x):
             return forward(x)
+        policy = pointwise_kernel_policy()  # read once per pass; the layers read the pass's kernel
+        if policy != 'auto':
+            return self._with(policy, forward, x)
+        if torch.is_grad_enabled():
+            return self._with('conv', forward, x)
         key = (str(x.dtype).replace('torch.', ''), 'x'.join(map(str, x.shape)), f'threads{torch.get_num_threads()}')
         kernel = self.choices.get(key)
         if kernel is not None:
@@ -187,10 +190,13 @@ class PointwiseConv(nn.Conv2d):
 
     def kernel_for(self, x: Tensor) -> str:
         """``'gemm'`` or ``'conv'``: the kernel :meth:`forward` runs on ``x`` now."""
-        if x.dim() != 4 or not x.is_contiguous() or not _eager_cpu(x):
+        if x.dim() != 4 or not x.is_contiguous():
             return 'conv'
-        policy = pointwise_kernel_policy()
-        kernel = policy if policy != 'auto' else _pass_kernel['kernel']
+        kernel = _pass_kernel['kernel']  # set by the backbone's pass, on eager CPU inputs only
+        if kernel is None:
+            if not _eager_cpu(x):
+                return 'conv'
+            kernel = pointwise_kernel_policy()
         return 'gemm' if kernel == 'gemm' else 'conv'
 
     def forward(self, x: Tensor) -> Tensor:
