@@ -163,7 +163,7 @@ class ExportRequest:
 
     def _check_precision(self, engine: Engine) -> None:
         if self.precision is None:
-            object.__setattr__(self, 'precision', engine.resolve_precision(None))
+            object.__setattr__(self, 'precision', engine.default_precision())
         elif self.precision not in engine.precisions:
             takers = [e.export_backend for e in ENGINES.values() if e.precisions]
             raise ValueError(f'--precision {self.precision} is for the {", ".join(takers)} backend(s); '
@@ -188,18 +188,17 @@ class ExportRequest:
         reduced = self.precision in ('bf16', 'int8')
         config = self.calib_config or deployable.source.get('config')
         options = None if self.calib_config else deployable.source.get('cfg_options') or None
+        from .calibration import dataset_batches  # torch only; the task package is imported when images are read
         sets = {}
         if self.precision == 'int8':
             if not config:
                 raise ValueError('--precision int8 needs calibration images: give --calib-config (a dataset config)')
-            from .calibration import dataset_batches
             sets['calibration'] = dataset_batches(config, 'train', self.calib_images, shape, options, self.seed, log)
         asked = self.check_images is not None or self.calib_config is not None
         count = self.check_images if self.check_images is not None else (CHECK_IMAGES if config and reduced else 0)
         if count and self.engine.precisions:  # fp32 too when asked: the baseline of the same check
             if not config:
                 raise ValueError('--check-images needs a dataset config: give --calib-config')
-            from .calibration import dataset_batches
             try:
                 sets['check_images'] = dataset_batches(config, 'val', count, shape, options, self.seed, log)
             except (FileNotFoundError, ValueError) as err:

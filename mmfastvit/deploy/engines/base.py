@@ -171,9 +171,9 @@ class Engine:
     def require(self, request) -> None:
         """Raises :class:`BackendUnavailable` when a package the export needs is missing. Nothing by default."""
 
-    def resolve_precision(self, precision: Optional[str]) -> Optional[str]:
+    def default_precision(self) -> Optional[str]:
         """The export precision a request that names none gets (None: the engine has no ``precisions``)."""
-        return precision
+        return None
 
     def why_unavailable(self, backend: str) -> Optional[str]:
         """Why ``backend`` cannot be timed here, or None (beyond the GPU check every CUDA backend has)."""

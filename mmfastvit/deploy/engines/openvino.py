@@ -12,9 +12,10 @@ in fp32, bf16 or int8) and the timed ``openvino-cpu``, ``openvino-cpu-bf16`` and
 The export goes through the ONNX graph of the ONNX Runtime engine (same export form, same opset). openvino and nncf
 are imported when used.
 """
+import functools
 import os
 import os.path as osp
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -41,8 +42,10 @@ def _ov():
     return require('openvino', 'the OpenVINO engine')
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_capabilities() -> Tuple[str, ...]:
-    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of the CPU (``'FP32'``, ``'BF16'``, ``'INT8'``, ...)."""
+    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of the CPU (``'FP32'``, ``'BF16'``, ``'INT8'``, ...), asked once per
+    process: every precision check and every compile reads them."""
     return tuple(_ov().Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))
 
 
@@ -178,9 +181,9 @@ def quantizer_sensitivity(int8_path: str, fp32_path: str, images: Sequence[Tenso
                     top1_agreement=result['top1_agreement'])
 
     expected = run_batches(compile_model(fp32_path, 'fp32', threads), images)
-    baseline = errors(core.read_model(int8_path))
-    names = [op.get_friendly_name() for op in core.read_model(int8_path).get_ordered_ops()
-             if op.get_type_name() == 'FakeQuantize'][:limit]
+    int8 = core.read_model(int8_path)
+    names = [op.get_friendly_name() for op in int8.get_ordered_ops() if op.get_type_name() == 'FakeQuantize'][:limit]
+    baseline = errors(int8)
     rows = []
     for name in names:
         model = core.read_model(int8_path)
@@ -228,8 +231,8 @@ class OpenVinoEngine(Engine):
             return f'onnx missing ({detail})'
         return precision_unavailable(self.backend_precision[backend])
 
-    def resolve_precision(self, precision: Optional[str]) -> str:
-        return default_precision() if precision is None else precision
+    def default_precision(self) -> str:
+        return default_precision()
 
     # -- export, verify -------------------------------------------------------------------------------------------
 
@@ -312,8 +315,3 @@ def _random_calibration(target: RunTarget, batches: int = 4) -> List[Tensor]:
     accuracy (that needs real images: :mod:`mmfastvit.deploy.calibration`)."""
     generator = torch.Generator().manual_seed(target.settings.seed + 1)
     return [torch.rand(target.x.shape, generator=generator) * 2 - 1 for _ in range(batches)]
-
-
-def precision_table() -> Dict[str, Optional[str]]:
-    """Each precision and why it cannot run here (None: it can)."""
-    return {p: precision_unavailable(p) for p in PRECISIONS}
