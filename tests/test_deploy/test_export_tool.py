@@ -29,16 +29,20 @@ def _tool():
     return module
 
 
-@pytest.fixture(scope='module')
-def checkpoints(tmp_path_factory):
-    """Classifier checkpoints of the T8 and SA12 configs, as a trainer saves them (weights under state_dict)."""
-    folder = tmp_path_factory.mktemp('ckpt')
+def save_checkpoints(folder, seed):
+    """Classifier checkpoints of the T8 and SA12 configs with randomized fusable state, as a trainer saves them
+    (weights under state_dict); ``{'t8': path, 'sa12': path}``."""
     paths = {}
     for name, config in (('t8', T8), ('sa12', SA12)):
-        model = randomize_fusable_state_(build_model_from_config(Config.fromfile(config)), seed=3)
+        model = randomize_fusable_state_(build_model_from_config(Config.fromfile(config)), seed=seed)
         paths[name] = folder / f'{name}.pth'
         torch.save({'state_dict': model.state_dict(), 'meta': {'epoch': 300}}, paths[name])
     return paths
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    return save_checkpoints(tmp_path_factory.mktemp('ckpt'), seed=3)
 
 
 def test_config_and_checkpoint_export_to_onnx(checkpoints, tmp_path):

@@ -7,13 +7,10 @@ import sys
 
 import pytest
 import torch
-from mmengine.config import Config
 
-from mmfastvit.convert.reparameterize import build_model_from_config
 from mmfastvit.deploy.runtimes import probe
-from mmfastvit.models.utils.fusion_checks import randomize_fusable_state_
 
-from test_export_tool import SA12, T8, _tool
+from test_export_tool import SA12, T8, _tool, save_checkpoints
 
 pytestmark = pytest.mark.skipif(not probe('openvino')[0], reason='openvino is not installed')
 
@@ -25,13 +22,7 @@ def _precision_missing(precision):
 
 @pytest.fixture(scope='module')
 def checkpoints(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('ov_ckpt')
-    paths = {}
-    for name, config in (('t8', T8), ('sa12', SA12)):
-        model = randomize_fusable_state_(build_model_from_config(Config.fromfile(config)), seed=5)
-        paths[name] = folder / f'{name}.pth'
-        torch.save({'state_dict': model.state_dict()}, paths[name])
-    return paths
+    return save_checkpoints(tmp_path_factory.mktemp('ov_ckpt'), seed=5)
 
 
 def _data_options(root):
